@@ -1,0 +1,101 @@
+"""Training throughput of an MLP 784-1000-1000-10 at batch 128 on MNIST-shaped data.
+
+What it measures: samples/s of wiringlab's engine (whole dataset as one device
+tensor, randperm batches, no per-batch sync) against a baseline loop written the way
+the reference write-ups train (per-sample Dataset that converts each sample,
+DataLoader with shuffle, batch 128, `.item()` per batch), in the same process, in
+alternating rounds so that machine noise hits both alike. Also reports each as a
+fraction of the machine's measured fp32 matmul peak (best of a 2048² matmul).
+
+Run: python bench/throughput.py [--samples 12800] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import measured_matmul_gflops, mlp_step_flops  # noqa: E402
+
+from wiringlab.engine import DeviceData, train  # noqa: E402
+from wiringlab.experiment.config import MLPConfig, TrainConfig  # noqa: E402
+from wiringlab.init import init_parameters_  # noqa: E402
+from wiringlab.models import build_model  # noqa: E402
+from wiringlab.seeding import make_generator  # noqa: E402
+
+SIZES = [784, 1000, 1000, 10]
+BATCH = 128
+
+
+class PerSampleDataset(torch.utils.data.Dataset):
+    """The reference style: numpy storage, converted to a tensor one sample at a time."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        x = torch.tensor(self.x[i], dtype=torch.float32).view(-1) / 255.0
+        return (x - 0.5) / 0.5, int(self.y[i])
+
+
+def baseline_epoch(x: np.ndarray, y: np.ndarray) -> float:
+    model = nn.Sequential(nn.Linear(784, 1000), nn.ReLU(), nn.Linear(1000, 1000), nn.ReLU(), nn.Linear(1000, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loader = torch.utils.data.DataLoader(PerSampleDataset(x, y), batch_size=BATCH, shuffle=True)
+    start, total = time.perf_counter(), 0.0
+    for xb, yb in loader:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        total += loss.item()
+    return time.perf_counter() - start
+
+
+def wiringlab_epoch(x: np.ndarray, y: np.ndarray) -> float:
+    xt = (torch.from_numpy(x).float() / 255.0 - 0.5) / 0.5
+    data = DeviceData(xt, torch.from_numpy(y).long(), xt[:BATCH], torch.from_numpy(y[:BATCH]).long(), (1, 28, 28), 10)
+    model = init_parameters_(build_model(MLPConfig(hidden=[1000, 1000]), (1, 28, 28), 10), make_generator(0, "init"))
+    cfg = TrainConfig(epochs=1, batch_size=BATCH, progress=False, optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.9})
+    return train(model, data, cfg, seed=0).history[-1]["time_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=12800, help="samples per timed epoch")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(args.samples, 1, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, size=args.samples)
+    wiringlab_epoch(x[:1024], y[:1024]), baseline_epoch(x[:1024], y[:1024])  # warm-up
+    ours, base, peaks = [], [], []
+    for _ in range(args.rounds):
+        peaks.append(measured_matmul_gflops())
+        ours.append(args.samples / wiringlab_epoch(x, y))
+        base.append(args.samples / baseline_epoch(x, y))
+    peak = max(peaks)
+    step_gflop = mlp_step_flops(SIZES, BATCH) / 1e9
+    fraction = lambda sps: sps / BATCH * step_gflop / peak  # noqa: E731
+    o, b = statistics.median(ours), statistics.median(base)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, measured fp32 matmul peak {peak:.1f} GFLOP/s")
+    print(f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, {step_gflop:.3f} GFLOP per step, median of {args.rounds} rounds")
+    print(f"baseline (per-sample DataLoader, .item() per batch): {b:9.0f} samples/s  {fraction(b):5.1%} of peak")
+    print(f"wiringlab engine                                   : {o:9.0f} samples/s  {fraction(o):5.1%} of peak")
+    print(f"ratio wiringlab / baseline: {o / b:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

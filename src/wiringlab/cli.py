@@ -1,0 +1,127 @@
+"""The `wiringlab` command: thin argument parsing over experiment, report and data."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+log = logging.getLogger("wiringlab")
+
+
+def _parse_seeds(values: list[str] | None) -> list[int] | None:
+    if not values:
+        return None
+    return [int(s) for v in values for s in v.split(",") if s.strip()]
+
+
+def _run_overrides(args) -> list[tuple[str, object]]:
+    from .experiment import parse_override
+
+    overrides = [parse_override(text) for text in args.set or []]
+    if args.epochs is not None:
+        overrides.append(("train.epochs", args.epochs))
+    if args.device is not None:
+        overrides.append(("train.device", args.device))
+    return overrides
+
+
+def _cmd_run(args) -> int:
+    from .experiment import expand, load_recipe, run_sweep
+    from .report import build_report
+
+    recipe = load_recipe(args.recipe)
+    specs = expand(recipe, str(args.recipe), _run_overrides(args), _parse_seeds(args.seeds))
+    out_dir = Path(args.out) if args.out else Path("runs") / recipe.name
+    if args.dry_run:
+        from .experiment.store import RunFolder
+
+        for s in specs:
+            done = RunFolder(out_dir / "runs" / s.run_id).finished()
+            print(f"{'done ' if done else 'todo '} {s.run_id}  [{s.label}] seed={s.seed}")
+        print(f"{len(specs)} runs -> {out_dir}")
+        return 0
+    result = run_sweep(recipe, specs, out_dir, workers=args.workers)
+    paths = build_report(out_dir)
+    failed = [s for s in result.summaries if s["status"] == "failed"]
+    print(f"{len(result.executed)} runs trained, {len(result.skipped)} already finished, "
+          f"{len(failed)} failed -> {out_dir}")
+    print(paths["table"].read_text())
+    for s in failed:
+        print(f"failed: {s['run_id']}: {s.get('error')}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cmd_report(args) -> int:
+    from .report import build_report
+
+    paths = build_report(Path(args.dir))
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _cmd_datasets(args) -> int:
+    from . import data
+
+    if args.action == "list":
+        for name in data.list_datasets():
+            print(name)
+    elif args.action == "info":
+        print(data.describe_dataset(args.name, path=args.path))
+    elif args.action == "fetch":
+        print(data.fetch_dataset(args.name))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wiringlab", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a recipe (grid of configs x seeds) into a results folder")
+    run.add_argument("recipe", type=Path, help="a recipe YAML file, e.g. recipes/quickstart.yaml")
+    run.add_argument("--out", help="results folder (default: runs/<recipe name>)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override a config key for every run, e.g. --set data.name=fashion-mnist")
+    run.add_argument("--seeds", nargs="+", help="seeds to run instead of the recipe's, e.g. 0 1 2 or 0,1,2")
+    run.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
+    run.add_argument("--device", help="shorthand for --set train.device=DEVICE (auto, cpu, cuda)")
+    run.add_argument("--workers", type=int, default=1, help="processes to spread runs over (one thread each)")
+    run.add_argument("--dry-run", action="store_true", help="list the runs and whether each is done; train nothing")
+    run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser("report", help="rebuild summary.csv, table.md and figures of a results folder")
+    report.add_argument("dir", help="a results folder, e.g. runs/quickstart")
+    report.set_defaults(func=_cmd_report)
+
+    datasets = sub.add_parser("datasets", help="list, inspect or fetch datasets")
+    datasets.add_argument("action", choices=["list", "info", "fetch"])
+    datasets.add_argument("name", nargs="?", help="dataset name (info, fetch)")
+    datasets.add_argument("--path", help="explicit folder to look in first (info)")
+    datasets.set_defaults(func=_cmd_datasets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "datasets" and args.action != "list" and not args.name:
+        parser.error(f"datasets {args.action} needs a dataset NAME")
+    from .data import DatasetError
+    from .experiment import ConfigError
+
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

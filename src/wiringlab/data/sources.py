@@ -1,0 +1,296 @@
+"""Where dataset files come from: local folders, the user cache, and hash-checked downloads.
+
+Lookup order for file-based datasets: explicit ``path`` -> ``$WIRINGLAB_DATA/<name>/`` ->
+system folders (:data:`SYSTEM_DIRS`) ``/<name>/`` -> user cache ``/<name>/`` -> download
+(unless offline). A present file whose hash differs is an error, never skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .archives import content_sha256, file_digest, read_content, split_hash
+from .errors import DataFormatError, DataIntegrityError, DatasetNotFoundError
+from .spec import FileSpec
+
+__all__ = [
+    "SYSTEM_DIRS",
+    "DATA_ENV",
+    "CACHE_ENV",
+    "OFFLINE_ENV",
+    "Place",
+    "FileCheck",
+    "user_cache_dir",
+    "is_offline",
+    "lookup_places",
+    "check_file",
+    "verify_path",
+    "download_file",
+]
+
+logger = logging.getLogger(__name__)
+
+#: System-wide data roots; a dataset lives in ``<root>/<name>/`` (Debian's layout).
+SYSTEM_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
+DATA_ENV = "WIRINGLAB_DATA"
+CACHE_ENV = "WIRINGLAB_CACHE"
+OFFLINE_ENV = "WIRINGLAB_OFFLINE"
+_TRUE = {"1", "true", "yes", "on"}
+Downloader = Callable[..., object]
+
+
+def user_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Return the user cache root.
+
+    ``$WIRINGLAB_CACHE``, else ``$XDG_CACHE_HOME/wiringlab``, else ``~/.cache/wiringlab``.
+
+    Args:
+        env: Environment to read (default :data:`os.environ`).
+
+    Returns:
+        The folder (not created).
+    """
+    env = os.environ if env is None else env
+    if env.get(CACHE_ENV):
+        return Path(env[CACHE_ENV]).expanduser()
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base).expanduser() / "wiringlab"
+
+
+def is_offline(allow_download: bool | None, env: Mapping[str, str] | None = None) -> bool:
+    """Decide whether downloads are refused.
+
+    Args:
+        allow_download: True/False decide; None follows ``$WIRINGLAB_OFFLINE`` (1/true/yes/on).
+        env: Environment to read (default :data:`os.environ`).
+
+    Returns:
+        True when no download may happen.
+    """
+    if allow_download is not None:
+        return not allow_download
+    env = os.environ if env is None else env
+    return env.get(OFFLINE_ENV, "").strip().lower() in _TRUE
+
+
+@dataclass(frozen=True)
+class Place:
+    """A folder looked in, with a label saying why (``"explicit path"``, ``"system"``, ...)."""
+
+    label: str
+    folder: Path
+
+
+def lookup_places(
+    name: str,
+    path: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    system_dirs: Sequence[str | os.PathLike] | None = None,
+) -> list[Place]:
+    """List the folders to look in, in lookup order.
+
+    Args:
+        name: Dataset name (the sub-folder under each root).
+        path: Explicit folder holding the files (its ``<name>/`` sub-folder is tried too).
+        env: Environment to read (default :data:`os.environ`); ``WIRINGLAB_DATA`` may hold
+            several roots separated by ``os.pathsep``.
+        system_dirs: System roots (default :data:`SYSTEM_DIRS`, read at call time).
+
+    Returns:
+        The places; the user cache is last.
+    """
+    env = os.environ if env is None else env
+    places: list[Place] = []
+    if path is not None:
+        places += [Place("explicit path", Path(path)), Place("explicit path", Path(path) / name)]
+    for root in filter(None, env.get(DATA_ENV, "").split(os.pathsep)):
+        places.append(Place(f"${DATA_ENV}", Path(root).expanduser() / name))
+    for root in SYSTEM_DIRS if system_dirs is None else system_dirs:
+        places.append(Place("system", Path(root) / name))
+    places.append(Place("user cache", user_cache_dir(env) / name))
+    return places
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """The outcome of looking for one file in one folder.
+
+    Attributes:
+        spec: The file looked for.
+        path: The candidate found, or None.
+        status: ``"missing"``, ``"ok"``, ``"mismatch"`` (hash differs) or ``"unreadable"``.
+        expected: The hash it should have (``"sha256:..."`` or the archive's).
+        found: The hash it has (or the read error for ``"unreadable"``).
+    """
+
+    spec: FileSpec
+    path: Path | None
+    status: str
+    expected: str | None = None
+    found: str | None = None
+    content: bytes | None = field(default=None, repr=False)
+
+    def read_bytes(self) -> bytes:
+        """Return the decompressed content (kept from verification when available).
+
+        Returns:
+            The bytes.
+
+        Raises:
+            DataFormatError: Corrupt gzip stream.
+        """
+        if self.content is not None:
+            return self.content
+        assert self.path is not None, "missing file has no content"
+        return read_content(self.path)
+
+    def describe(self) -> str:
+        """One line for messages: what was found and whether its hash matches."""
+        if self.status == "missing":
+            return f"{self.spec.name}: missing (looked for {' or '.join(self.spec.candidates)})"
+        if self.status == "ok":
+            return f"{self.spec.name}: present ({self.path}), hash ok"
+        return f"{self.spec.name}: {self.path}: {self.status}: expected {self.expected}, found {self.found}"
+
+    def error(self) -> DataIntegrityError:
+        """The error to raise for a mismatched or unreadable file."""
+        return DataIntegrityError(
+            f"{self.path} is truncated or corrupted: its hash does not match the registry "
+            f"(expected {self.expected}, found {self.found}). Delete or replace the file, "
+            "or reinstall the package that provided it."
+        )
+
+
+def verify_path(path: Path, fspec: FileSpec, keep_content: bool = False) -> FileCheck:
+    """Check one existing file against a file spec.
+
+    The decompressed content's sha256 is checked when known; otherwise the file must be the
+    archive and match ``archive_hash``.
+
+    Args:
+        path: The file.
+        fspec: What it should be.
+        keep_content: Keep the decompressed bytes in the result (saves a second read).
+
+    Returns:
+        A :class:`FileCheck` with status ``"ok"``, ``"mismatch"`` or ``"unreadable"``.
+    """
+    if fspec.sha256 is not None:
+        expected = f"sha256:{fspec.sha256.lower()}"
+        try:
+            digest, data = content_sha256(path)
+        except DataFormatError as exc:
+            return FileCheck(fspec, path, "unreadable", expected, f"unreadable content ({exc})")
+        status = "ok" if digest == fspec.sha256.lower() else "mismatch"
+        return FileCheck(fspec, path, status, expected, f"sha256:{digest}", data if keep_content else None)
+    assert fspec.archive_hash is not None
+    algorithm, wanted = split_hash(fspec.archive_hash)
+    digest = file_digest(path, algorithm)
+    status = "ok" if digest == wanted else "mismatch"
+    return FileCheck(fspec, path, status, f"{algorithm}:{wanted}", f"{algorithm}:{digest}")
+
+
+def check_file(folder: Path, fspec: FileSpec, keep_content: bool = False) -> FileCheck:
+    """Look for a file in a folder, trying its accepted names in order, and verify the first found.
+
+    Args:
+        folder: The folder.
+        fspec: The file.
+        keep_content: See :func:`verify_path`.
+
+    Returns:
+        The check (status ``"missing"`` when no candidate exists).
+    """
+    for candidate in fspec.candidates:
+        path = folder / candidate
+        if path.is_file():
+            return verify_path(path, fspec, keep_content)
+    return FileCheck(fspec, None, "missing")
+
+
+def _verify_download(path: Path, fspec: FileSpec) -> FileCheck:
+    """Check a fresh download: the archive hash when known, then the content hash when known."""
+    if fspec.archive_hash is not None:
+        algorithm, wanted = split_hash(fspec.archive_hash)
+        digest = file_digest(path, algorithm)
+        if digest != wanted:
+            return FileCheck(fspec, path, "mismatch", f"{algorithm}:{wanted}", f"{algorithm}:{digest}")
+    if fspec.sha256 is not None:
+        return verify_path(path, fspec)
+    return FileCheck(fspec, path, "ok", fspec.archive_hash, fspec.archive_hash)
+
+
+def _default_downloader() -> Downloader:
+    import pooch  # noqa: PLC0415 - imported only when a download really happens
+
+    return pooch.HTTPDownloader(progressbar=False, timeout=60)
+
+
+def _try_mirror(url: str, fspec: FileSpec, staging: Path, downloader: Downloader) -> FileCheck:
+    import pooch  # noqa: PLC0415
+
+    fetched = pooch.retrieve(url, known_hash=None, fname=fspec.archive, path=staging, downloader=downloader)
+    return _verify_download(Path(fetched), fspec)
+
+
+def download_file(
+    fspec: FileSpec, mirrors: Sequence[str], dest_dir: Path, downloader: Downloader | None = None
+) -> Path:
+    """Download one file into ``dest_dir``, trying mirrors in order; only a verified file lands there.
+
+    Each attempt downloads into a temporary folder inside ``dest_dir``, is hash-checked, and
+    is moved into place with :func:`os.replace`; a failed attempt leaves nothing behind.
+
+    Args:
+        fspec: The file (its ``archive`` name is appended to each mirror).
+        mirrors: Base URLs.
+        dest_dir: Final folder (created if needed).
+        downloader: pooch-style downloader ``(url, output_file, pooch, check_only=False)``;
+            default :class:`pooch.HTTPDownloader`.
+
+    Returns:
+        The downloaded file's path.
+
+    Raises:
+        DataIntegrityError: Some mirror served bytes with the wrong hash, and none served good ones.
+        DatasetNotFoundError: Every mirror failed (or there are none).
+    """
+    downloader = downloader or _default_downloader()
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    bad: list[FileCheck] = []
+    for mirror in mirrors:
+        url = mirror + fspec.archive
+        logger.info("downloading %s", url)
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=dest_dir) as staging:
+            try:
+                check = _try_mirror(url, fspec, Path(staging), downloader)
+            except Exception as exc:  # noqa: BLE001 - downloaders raise anything (requests, OSError, ...)
+                logger.warning("download from %s failed: %s", url, exc)
+                failures.append(f"{url}: {type(exc).__name__}: {exc}")
+                continue
+            if check.status == "ok":
+                final = dest_dir / fspec.archive
+                os.replace(check.path, final)
+                return final
+            logger.warning("download from %s has the wrong hash: %s", url, check.found)
+            bad.append(check)
+            failures.append(f"{url}: wrong hash (expected {check.expected}, found {check.found})")
+    _remove_if_empty(dest_dir)
+    if bad:
+        raise DataIntegrityError(
+            f"download of {fspec.archive} failed its hash check (expected {bad[0].expected}, "
+            f"found {bad[0].found}); nothing was kept. Attempts: " + "; ".join(failures)
+        )
+    raise DatasetNotFoundError(f"could not download {fspec.archive}: " + ("; ".join(failures) or "no mirrors"))
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty, or already gone
+        folder.rmdir()

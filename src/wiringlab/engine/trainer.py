@@ -1,0 +1,163 @@
+"""The training loop: one model, data on its device, callbacks at the boundaries.
+
+Evidence for the shape: the loop keeps running sums of loss and correct predictions
+as device tensors and reads them once per epoch, so a step never waits on the device;
+`bench/throughput.py` measures it against the per-sample DataLoader loop of the
+reference write-ups.
+
+A NaN or infinite training loss ends the run with status "diverged"; the epochs
+before it are kept. The check runs once per epoch (and that epoch is recorded with
+its non-finite loss), so divergence costs at most one wasted epoch, never a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..layers import SeededDropout
+from ..seeding import make_generator
+from .callbacks import CallbackList, TrainState
+from .optim import build_lr_scheduler, build_optimizer, weight_parameters
+from .tensors import DeviceData, iterate_batches
+
+__all__ = ["TrainResult", "train", "evaluate"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed" | "diverged"
+    history: list[dict] = field(default_factory=list)  # one record per epoch
+    wall_time_s: float = 0.0
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on (x, y), in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start : start + batch_size])
+        target = y[start : start + batch_size]
+        loss_sum += F.cross_entropy(logits.float(), target, reduction="sum")
+        correct += (logits.argmax(1) == target).sum()
+    model.train(was_training)
+    n = max(len(x), 1)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def _l1_penalty(model: nn.Module, coefficient: float) -> Callable[[], torch.Tensor] | None:
+    if coefficient <= 0:
+        return None
+    weights = weight_parameters(model)
+    return lambda: coefficient * sum(w.abs().sum() for w in weights)
+
+
+def _assign_dropout_generators(model: nn.Module, seed: int, device: torch.device) -> None:
+    for index, module in enumerate(m for m in model.modules() if isinstance(m, SeededDropout)):
+        module.generator = make_generator(seed, f"dropout{index}", device)
+
+
+def _run_epoch(model, data, cfg, optimizer, penalties, callbacks, state, generator):
+    model.train()
+    loss_sum = torch.zeros((), device=data.device)
+    correct = torch.zeros((), device=data.device, dtype=torch.long)
+    for idx in iterate_batches(len(data.x_train), cfg.batch_size, generator, data.device):
+        x, y = data.x_train[idx], data.y_train[idx]
+        callbacks.on_step_start(state)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        total = loss
+        for penalty in penalties:
+            total = total + penalty()
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        state.step += 1
+        callbacks.on_step_end(state)
+        loss_sum += loss.detach() * len(idx)
+        correct += (logits.detach().argmax(1) == y).sum()
+    n = len(data.x_train)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def train(
+    model: nn.Module,
+    data: DeviceData,
+    cfg,
+    *,
+    seed: int,
+    callbacks=(),
+    penalties=(),
+    on_epoch: Callable[[dict], None] | None = None,
+    run_dir=None,
+    description: str = "",
+) -> TrainResult:
+    """Train `model` on `data` as `cfg` (a `TrainConfig`) says.
+
+    Args:
+        model: a module already on `data.device`, initialised.
+        data: inputs and labels on the training device.
+        cfg: epochs, batch size, optimizer, lr schedule, L1 coefficient.
+        seed: the run's seed; data order and dropout draw from generators derived from it.
+        callbacks: `Callback`s called at step and epoch boundaries.
+        penalties: callables returning a scalar tensor added to the loss each step.
+        on_epoch: called with each epoch's record as soon as it exists (for streaming to disk).
+        run_dir: passed to callbacks through `TrainState.run_dir`.
+
+    Returns:
+        A `TrainResult` with status "completed" or "diverged" and the per-epoch history.
+    """
+    start = time.perf_counter()
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
+    scheduler = build_lr_scheduler(optimizer, cfg.lr_schedule, cfg.epochs)
+    l1 = _l1_penalty(model, cfg.l1)
+    penalties = [p for p in (*penalties, l1) if p is not None]
+    _assign_dropout_generators(model, seed, data.device)
+    data_gen = make_generator(seed, "data", data.device)
+    steps = math.ceil(len(data.x_train) / cfg.batch_size)
+    state = TrainState(model, optimizer, cfg.epochs, steps, seed, data.device, run_dir)
+    cbs = CallbackList(callbacks)
+    cbs.on_train_start(state)
+    result = TrainResult(status="completed")
+    bar = tqdm(range(cfg.epochs), desc=description or "train", leave=False,
+               disable=not cfg.progress or None)
+    for epoch in bar:
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = _run_epoch(model, data, cfg, optimizer, penalties, cbs, state, data_gen)
+        scheduler.step()
+        state.epoch = epoch + 1
+        record = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
+        if not math.isfinite(train_loss):
+            record.update(test_loss=float("nan"), test_acc=float("nan"))
+            result.status = "diverged"
+        else:
+            record["test_loss"], record["test_acc"] = evaluate(model, data.x_test, data.y_test, cfg.eval_batch_size)
+            record.update(cbs.on_epoch_end(state))
+        record["time_s"] = time.perf_counter() - start
+        result.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        bar.set_postfix(test_acc=f"{record['test_acc']:.4f}")
+        if result.status == "diverged":
+            log.warning("%s diverged at epoch %d (train loss %s)", description, epoch + 1, train_loss)
+            break
+    cbs.on_train_end(state)
+    result.wall_time_s = time.perf_counter() - start
+    return result

@@ -1,0 +1,163 @@
+"""Run configuration: what one training run is, as validated pydantic models.
+
+Every model forbids unknown keys, so a typo in a recipe (``optimiser:``, ``lr: fast``)
+is an error before anything runs, not a silently ignored setting. Units are stated in
+the field comments. `RunConfig` is complete: a run's numbers depend on nothing else
+but the code version and the device.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "StrictModel",
+    "DataConfig",
+    "LinearLayerConfig",
+    "LayerConfig",
+    "MLPConfig",
+    "LeNetConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "LRScheduleConfig",
+    "TrainConfig",
+    "RunConfig",
+]
+
+
+class StrictModel(BaseModel):
+    """Base of every config: unknown keys are errors; assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(StrictModel):
+    name: str = "mnist1d"  # a registered dataset: `wiringlab datasets list`
+    path: str | None = None  # explicit folder with the dataset's files (first in lookup order)
+    options: dict[str, Any] = Field(default_factory=dict)  # dataset-specific, e.g. synthetic n_train
+    n_train: int | None = Field(default=None, gt=0)  # keep the first n training samples (quick runs)
+    n_test: int | None = Field(default=None, gt=0)  # keep the first n test samples
+    normalize: Literal["standard", "none"] = "standard"  # standard: per-channel (x - mean)/std of train
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        from wiringlab.data import list_datasets
+
+        known = list_datasets()
+        if name not in known:
+            raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(known)}")
+        return name
+
+
+class LinearLayerConfig(StrictModel):
+    """A plain `nn.Linear`."""
+
+    type: Literal["linear"] = "linear"
+
+
+# Prior and sparse layer configs join this union (discriminated by `type`).
+LayerConfig = Annotated[Union[LinearLayerConfig], Field(discriminator="type")]
+
+Activation = Literal["relu", "tanh", "gelu", "sigmoid", "identity"]
+LayerAt = Union[Literal["all", "first", "none"], list[int]]
+
+
+def _default_tag(value, tag: str, default: str):
+    """A union member given as a dict without its tag gets the default one, so that
+    `model: {hidden: [64]}` means an MLP and an error names the real problem."""
+    if isinstance(value, dict) and tag not in value:
+        return {tag: default, **value}
+    return value
+
+
+class _ClassifierConfig(StrictModel):
+    @model_validator(mode="before")
+    @classmethod
+    def _layer_tags(cls, data):
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("layer", "output_layer"):
+                if key in data:
+                    data[key] = _default_tag(data[key], "type", "linear")
+        return data
+
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [256])  # hidden widths
+    activation: Activation = "relu"
+    batchnorm: bool = False  # BatchNorm1d after each hidden linear layer
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # after each hidden activation
+    layer: LayerConfig = Field(default_factory=LinearLayerConfig)  # type of the hidden linear layers
+    layer_at: LayerAt = "all"  # which hidden layers get `layer` (others are plain linear)
+    output_layer: LayerConfig = Field(default_factory=LinearLayerConfig)  # the classifier layer
+
+
+class MLPConfig(_ClassifierConfig):
+    kind: Literal["mlp"] = "mlp"
+
+
+class LeNetConfig(_ClassifierConfig):
+    kind: Literal["lenet"] = "lenet"
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [120, 84])
+    channels: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] = (6, 16)
+    kernel_size: int = Field(default=5, gt=0)  # pixels, square convolution kernels
+    conv_batchnorm: bool = False  # BatchNorm2d after each convolution
+
+
+ModelConfig = Annotated[Union[MLPConfig, LeNetConfig], Field(discriminator="kind")]
+
+
+class OptimizerConfig(StrictModel):
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    lr: float = Field(default=0.05, gt=0.0)  # learning rate at the start of training
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)  # sgd and rmsprop
+    nesterov: bool = False  # sgd only
+    weight_decay: float = Field(default=0.0, ge=0.0)  # L2 (decoupled for adamw)
+    betas: tuple[float, float] = (0.9, 0.999)  # adam and adamw
+    alpha: float = Field(default=0.99, gt=0.0, lt=1.0)  # rmsprop smoothing constant
+    eps: float = Field(default=1e-8, gt=0.0)
+
+
+class LRScheduleConfig(StrictModel):
+    name: Literal["constant", "cosine", "step"] = "constant"
+    step_size: int = Field(default=10, gt=0)  # epochs between decays (step)
+    gamma: float = Field(default=0.1, gt=0.0)  # decay factor (step)
+    min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0)  # final lr / initial lr (cosine)
+
+
+class TrainConfig(StrictModel):
+    epochs: int = Field(default=10, gt=0)
+    batch_size: int = Field(default=128, gt=0)  # samples per step
+    eval_batch_size: int = Field(default=2048, gt=0)  # samples per evaluation chunk
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    lr_schedule: LRScheduleConfig = Field(default_factory=LRScheduleConfig)
+    l1: float = Field(default=0.0, ge=0.0)  # coefficient of sum |W| over linear/conv weights
+    device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N
+    progress: bool = True  # tqdm bar per run, shown only on a terminal
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if device in ("auto", "cpu", "cuda", "mps") or device.startswith("cuda:"):
+            return device
+        raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
+
+
+class RunConfig(StrictModel):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=MLPConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    seed: int = Field(default=0, ge=0)
+    save_weights: bool = True  # write weights.safetensors at the end of the run
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_tag(cls, data):
+        if isinstance(data, dict) and "model" in data:
+            data = {**data, "model": _default_tag(data["model"], "kind", "mlp")}
+        return data
+
+
+# Fields that change how a run is shown, never what it computes: left out of run ids.
+PRESENTATION_ONLY = {("train", "progress")}

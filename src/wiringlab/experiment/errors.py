@@ -1,0 +1,89 @@
+"""Readable configuration errors: file, key, what was given, what is allowed."""
+
+from __future__ import annotations
+
+import typing
+
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["ConfigError", "format_validation_error"]
+
+
+class ConfigError(ValueError):
+    """A recipe or run config is invalid. The message names the file and the key."""
+
+
+def _unwrap(annotation):
+    """The pydantic model classes an annotation may hold (through Optional/Union/Annotated/list)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin is not None:
+        found = []
+        for arg in typing.get_args(annotation):
+            found.extend(_unwrap(arg))
+        return found
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The model class that owns the last key of `loc` (following discriminator tags)."""
+    model = root
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        candidates = [c for c in _candidates(model, part)] if model else []
+        if not candidates:
+            # `part` may be a union tag such as "mlp": pick the member it names.
+            tagged = [m for m in _union_members(model) if _tag(m) == part]
+            model = tagged[0] if tagged else model
+            continue
+        model = candidates[0] if len(candidates) == 1 else _TaggedUnion(candidates)
+    return model
+
+
+class _TaggedUnion:
+    def __init__(self, members):
+        self.members = members
+
+
+def _union_members(model):
+    return model.members if isinstance(model, _TaggedUnion) else []
+
+
+def _tag(model: type[BaseModel]):
+    for name in ("type", "kind"):
+        field = model.model_fields.get(name)
+        if field is not None:
+            return field.default
+    return None
+
+
+def _candidates(model, key):
+    if isinstance(model, _TaggedUnion) or model is None:
+        return []
+    field = model.model_fields.get(key)
+    return _unwrap(field.annotation) if field is not None else []
+
+
+def _allowed_keys(model) -> str:
+    if isinstance(model, _TaggedUnion):
+        return "; ".join(f"{_tag(m)}: {', '.join(m.model_fields)}" for m in model.members)
+    return ", ".join(model.model_fields) if model is not None else "?"
+
+
+def format_validation_error(err: ValidationError, root: type[BaseModel], source: str, prefix: str = "") -> str:
+    """One line per problem: `source: key: message (given: …; allowed: …)`."""
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        key = f"{prefix}{key}" if key else prefix.rstrip(".") or "(top level)"
+        line = f"{source}: {key}: {e['msg']}"
+        if e["type"] == "extra_forbidden":
+            line += f" (allowed keys here: {_allowed_keys(_model_at(root, tuple(e['loc'])))})"
+        elif "input" in e and not isinstance(e["input"], dict):
+            line += f" (given: {e['input']!r})"
+        lines.append(line)
+    return "\n".join(lines)

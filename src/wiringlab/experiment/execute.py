@@ -1,0 +1,111 @@
+"""Execute one run: dataset → model → training → run folder.
+
+This is the only place where a `RunConfig` meets the engine. Extensions hook in at
+`build_callbacks` and `build_penalties` (kernel schedules, SET evolution, snapshots,
+decay-to-kernel), each a function of the config and the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from ..data import load_dataset
+from ..engine import to_device_data, train
+from ..init import init_parameters_
+from ..models import build_model
+from ..seeding import make_generator
+from .provenance import provenance
+from .recipe import RunSpec
+from .store import RunFolder
+
+__all__ = ["execute_run", "resolve_device", "build_callbacks", "build_penalties", "build_run_model", "DatasetCache"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" → cuda if available, else cpu. An unavailable explicit device is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+    return device
+
+
+class DatasetCache:
+    """Loaded datasets of one sweep, so its runs do not reload the same files."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, object] = {}
+
+    def get(self, data_cfg):
+        key = repr((data_cfg.name, data_cfg.path, sorted(data_cfg.options.items())))
+        if key not in self._cache:
+            self._cache[key] = load_dataset(data_cfg.name, path=data_cfg.path, **data_cfg.options)
+        return self._cache[key]
+
+
+def build_run_model(config, input_shape, num_classes, device) -> torch.nn.Module:
+    """The model of `config`, initialised from the run's "init" generator."""
+    model = build_model(config.model, input_shape, num_classes, device=device)
+    return init_parameters_(model, make_generator(config.seed, "init", device))
+
+
+def build_callbacks(config, model) -> list:
+    """Callbacks the config asks for (schedules, evolution, snapshots)."""
+    return []
+
+
+def build_penalties(config, model) -> list:
+    """Loss terms the config asks for beyond L1 (which the engine handles)."""
+    return []
+
+
+def _summary(spec: RunSpec, result, device, wall: float) -> dict:
+    final = result.final
+    best = max((r["test_acc"] for r in result.history if r.get("test_acc") == r.get("test_acc")), default=None)
+    return {
+        "run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "axes": spec.axes,
+        "status": result.status, "epochs": len(result.history),
+        "final": {k: v for k, v in final.items() if k not in ("epoch", "time_s")},
+        "best_test_acc": best, "wall_time_s": wall, "provenance": provenance(device),
+    }
+
+
+def execute_run(spec: RunSpec, out_dir: Path, datasets: DatasetCache | None = None) -> dict:
+    """Train `spec` and write its run folder under `out_dir/runs/`. Returns the summary.
+
+    An exception inside the run is caught and recorded as status "failed" (with the
+    traceback in summary.json), so one broken config never stops a sweep.
+    """
+    folder = RunFolder(Path(out_dir) / "runs" / spec.run_id)
+    folder.start(spec.config.model_dump(mode="json"))
+    start = time.perf_counter()
+    device = torch.device("cpu")
+    try:
+        device = resolve_device(spec.config.train.device)
+        dataset = (datasets or DatasetCache()).get(spec.config.data)
+        data = to_device_data(dataset, spec.config.data, device)
+        model = build_run_model(spec.config, data.input_shape, data.num_classes, device)
+        result = train(
+            model, data, spec.config.train, seed=spec.seed,
+            callbacks=build_callbacks(spec.config, model), penalties=build_penalties(spec.config, model),
+            on_epoch=folder.append_metrics, run_dir=folder.path, description=spec.run_id,
+        )
+        if spec.config.save_weights:
+            folder.write_weights(model.state_dict())
+        summary = _summary(spec, result, device, time.perf_counter() - start)
+    except Exception as err:  # recorded, not raised: the sweep goes on
+        log.error("run %s failed: %s", spec.run_id, err)
+        summary = {"run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "axes": spec.axes,
+                   "status": "failed", "error": f"{type(err).__name__}: {err}",
+                   "traceback": traceback.format_exc(), "wall_time_s": time.perf_counter() - start,
+                   "provenance": provenance(device)}
+    folder.write_summary(summary)
+    return summary

@@ -1,0 +1,67 @@
+"""Seeded parameter initialisation for whole models.
+
+`nn.Linear` and `nn.Conv2d` draw their initial weights from torch's global RNG in
+their constructors. wiringlab re-initialises every parameter from an explicit
+generator afterwards, with the same distributions torch uses (Kaiming-uniform with
+a=sqrt(5) for weights, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for biases), so that a run
+is reproducible without touching global state.
+
+A layer that needs its own initialisation (a sparse mask, a kernel) defines
+``reset_parameters(generator=None)``; `init_parameters_` calls it with the generator.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["init_parameters_", "reset_linear_like_"]
+
+
+def reset_linear_like_(module: nn.Module, generator: torch.Generator | None) -> None:
+    """Re-draw `module.weight` and `module.bias` as torch's default init does.
+
+    Args:
+        module: a module with a `weight` of shape (out, in, *kernel) and optional `bias`.
+        generator: the generator to draw from (None uses the global RNG, as torch does).
+    """
+    nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+    if getattr(module, "bias", None) is not None:
+        fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+
+
+def _accepts_generator(method) -> bool:
+    try:
+        return "generator" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+@torch.no_grad()
+def init_parameters_(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Initialise every parameter of `model` from `generator`, in module order.
+
+    Args:
+        model: any module tree.
+        generator: a CPU generator (parameters are drawn on their own device; torch
+            requires the generator's device to match, so pass one on that device).
+
+    Returns:
+        The same model, for chaining.
+    """
+    for module in model.modules():
+        reset = getattr(module, "reset_parameters", None)
+        if reset is not None and _accepts_generator(reset):
+            reset(generator=generator)
+        elif isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            reset_linear_like_(module, generator)
+        elif reset is not None and not any(True for _ in module.parameters(recurse=False)):
+            continue
+        elif reset is not None:
+            reset()  # BatchNorm and friends: deterministic constants
+    return model

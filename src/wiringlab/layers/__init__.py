@@ -1,0 +1,13 @@
+"""Drop-in layers. Every layer keeps `weight`/`bias` and exposes `effective_weight()`."""
+
+from .dropout import SeededDropout
+from .factory import LAYER_BUILDERS, LayerSite, make_linear
+
+__all__ = ["SeededDropout", "LayerSite", "make_linear", "LAYER_BUILDERS", "effective_weight"]
+
+
+def effective_weight(layer):
+    """The weight a layer actually computes with: `layer.effective_weight()` if it has
+    one (prior and sparse layers), else `layer.weight` (plain torch layers)."""
+    method = getattr(layer, "effective_weight", None)
+    return method() if callable(method) else layer.weight

@@ -1,0 +1,41 @@
+"""Dropout that draws its masks from an explicit generator.
+
+`nn.Dropout` uses torch's global RNG, which makes a run's numbers depend on whatever
+else drew random numbers before it. `SeededDropout` takes a `torch.Generator`
+(assigned by the engine, on the activations' device) and is otherwise
+`nn.Dropout`: inverted scaling by 1/(1-p) in training, identity in eval.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["SeededDropout"]
+
+
+class SeededDropout(nn.Dropout):
+    """`nn.Dropout` whose mask comes from `self.generator`.
+
+    Args:
+        p: probability of zeroing an element, in [0, 1).
+        generator: the generator to draw masks from; None falls back to the global
+            RNG (the engine always sets one, so training runs stay reproducible).
+    """
+
+    def __init__(self, p: float = 0.5, generator: torch.Generator | None = None) -> None:
+        super().__init__(p=p)
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
+        return x * keep / (1.0 - self.p)
+
+    def __getstate__(self):
+        # A torch.Generator cannot be pickled; the engine re-assigns one per run.
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state["generator"] = None
+        return state

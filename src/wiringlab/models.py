@@ -1,0 +1,138 @@
+"""Models built from a model config: an MLP and a LeNet-style CNN.
+
+Both route every linear layer through `layers.make_linear`, so a config swaps plain
+layers for prior or sparse ones without touching this file. `linear_layers(model)`
+lists the linear layers in forward order; analyses and callbacks find layers there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .layers import LayerSite, SeededDropout, make_linear
+
+__all__ = ["build_model", "MLP", "LeNet", "linear_layers", "hidden_linear_layers"]
+
+_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+    "identity": nn.Identity,
+}
+
+
+def _uses_layer(layer_at, index: int) -> bool:
+    if layer_at == "all":
+        return True
+    if layer_at == "first":
+        return index == 0
+    if layer_at == "none":
+        return False
+    return index in layer_at
+
+
+class _LinearStack(nn.Module):
+    """Hidden linear blocks (linear → [BN] → act → [dropout]) and the classifier."""
+
+    def __init__(self, config, in_features, in_shape, num_classes, device, dtype):
+        super().__init__()
+        blocks, width = [], in_features
+        for index, out in enumerate(config.hidden):
+            site = LayerSite(width, out, index, in_shape=in_shape if index == 0 else None)
+            layer_cfg = config.layer if _uses_layer(config.layer_at, index) else _plain()
+            block = [make_linear(layer_cfg, site, device=device, dtype=dtype)]
+            if config.batchnorm:
+                block.append(nn.BatchNorm1d(out, device=device, dtype=dtype))
+            block.append(_ACTIVATIONS[config.activation]())
+            if config.dropout > 0:
+                block.append(SeededDropout(config.dropout))
+            blocks.append(nn.Sequential(*block))
+            width = out
+        self.hidden = nn.Sequential(*blocks)
+        site = LayerSite(width, num_classes, len(config.hidden), is_output=True,
+                         in_shape=in_shape if not config.hidden else None)
+        self.classifier = make_linear(config.output_layer, site, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.hidden(x))
+
+
+def _plain():
+    from .experiment.config import LinearLayerConfig
+
+    return LinearLayerConfig()
+
+
+class MLP(nn.Module):
+    """Flatten → hidden blocks → classifier.
+
+    Args:
+        config: an `MLPConfig`.
+        input_shape: per-sample shape, e.g. (1, 28, 28) or (40,).
+        num_classes: classifier width.
+    """
+
+    def __init__(self, config, input_shape, num_classes, *, device=None, dtype=None):
+        super().__init__()
+        in_shape = tuple(input_shape) if len(input_shape) > 1 else None
+        self.stack = _LinearStack(config, math.prod(input_shape), in_shape, num_classes, device, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stack(x.flatten(1))  # (B, prod(input_shape))
+
+
+class LeNet(nn.Module):
+    """Two conv → act → 2x2 max-pool stages, then the hidden blocks and classifier.
+
+    The first convolution pads by kernel_size // 2, so 28x28 inputs give the classic
+    16x5x5 feature map with kernel 5.
+
+    Raises:
+        ValueError: the input is not an image (C, H, W), or too small for the stages.
+    """
+
+    def __init__(self, config, input_shape, num_classes, *, device=None, dtype=None):
+        super().__init__()
+        if len(input_shape) != 3:
+            raise ValueError(f"lenet needs image inputs (C, H, W); this dataset's input shape is {tuple(input_shape)}")
+        c1, c2 = config.channels
+        k, act = config.kernel_size, _ACTIVATIONS[config.activation]
+        bn = (lambda c: nn.BatchNorm2d(c, device=device, dtype=dtype)) if config.conv_batchnorm else (lambda c: nn.Identity())
+        self.features = nn.Sequential(
+            nn.Conv2d(input_shape[0], c1, k, padding=k // 2, device=device, dtype=dtype), bn(c1), act(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, k, device=device, dtype=dtype), bn(c2), act(), nn.MaxPool2d(2),
+        )
+        with torch.no_grad():
+            feature_shape = tuple(self.features(torch.zeros(1, *input_shape, device=device, dtype=dtype)).shape[1:])
+        if min(feature_shape[1:]) < 1:
+            raise ValueError(f"input {tuple(input_shape)} is too small for lenet's two conv+pool stages")
+        self.stack = _LinearStack(config, math.prod(feature_shape), feature_shape, num_classes, device, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stack(self.features(x).flatten(1))  # (B, c2*h*w)
+
+
+_MODELS = {"mlp": MLP, "lenet": LeNet}
+
+
+def build_model(config, input_shape, num_classes, *, device=None, dtype=None) -> nn.Module:
+    """Build the model that `config` (an `MLPConfig` or `LeNetConfig`) describes.
+
+    Parameters come from torch's default init; call `init.init_parameters_` with the
+    run's generator to make them reproducible.
+    """
+    return _MODELS[config.kind](config, input_shape, num_classes, device=device, dtype=dtype)
+
+
+def linear_layers(model: nn.Module) -> list[nn.Linear]:
+    """All `nn.Linear` (and subclass) modules of `model`, in forward order."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def hidden_linear_layers(model: nn.Module) -> list[nn.Linear]:
+    """The linear layers that produce hidden units (every linear layer but the classifier)."""
+    return linear_layers(model)[:-1]

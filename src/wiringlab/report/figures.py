@@ -1,0 +1,57 @@
+"""Figures of a results folder (matplotlib, Agg backend, PNG, written atomically)."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..experiment.store import atomic_write_bytes  # noqa: E402
+
+__all__ = ["save_figure", "curve_band", "plot_learning_curves"]
+
+
+def save_figure(fig, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def curve_band(histories: list[list[dict]], key: str):
+    """Epochs, mean and sample std of `key` over runs (ragged runs: per-epoch n varies)."""
+    epochs = max((len(h) for h in histories), default=0)
+    mean, std = np.full(epochs, np.nan), np.zeros(epochs)
+    for e in range(epochs):
+        values = [h[e].get(key) for h in histories if len(h) > e]
+        values = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+        if len(values):
+            mean[e] = values.mean()
+            std[e] = values.std(ddof=1) if len(values) > 1 else 0.0
+    return np.arange(1, epochs + 1), mean, std
+
+
+def plot_learning_curves(histories_by_label: dict[str, list[list[dict]]], path: Path,
+                         keys=("test_acc", "test_loss", "train_acc", "train_loss")) -> Path:
+    """Mean ± std band per config of each metric over epochs, one panel per metric."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, histories in histories_by_label.items():
+            x, mean, std = curve_band(histories, key)
+            if not len(x):
+                continue
+            line, = ax.plot(x, mean, label=f"{label} (n={len(histories)})")
+            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        ax.set_xlabel("epoch")
+        ax.set_title(key.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle("mean ± sample std over seeds")
+    return save_figure(fig, path)

@@ -1,0 +1,83 @@
+"""Statistics over seeds: mean, sample std, t-interval, Welch's t-test, Holm correction.
+
+Pure functions of numbers. Non-finite values (diverged runs) are dropped before any
+statistic and counted by the caller; a statistic that needs more samples than it got
+returns NaN rather than a misleading number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+__all__ = ["Summary", "summarize", "welch_test", "holm"]
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    mean: float
+    std: float  # sample standard deviation (ddof=1); NaN when n < 2
+    ci_low: float  # 95% t-interval for the mean; NaN when n < 2
+    ci_high: float
+
+    def format(self, digits: int = 4) -> str:
+        if self.n == 0:
+            return "–"
+        if self.n == 1:
+            return f"{self.mean:.{digits}f} (n=1)"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+
+def _finite(values) -> np.ndarray:
+    array = np.asarray([v for v in values if v is not None], dtype=float)
+    return array[np.isfinite(array)]
+
+
+def summarize(values, confidence: float = 0.95) -> Summary:
+    """Mean, sample std and the t-interval of the finite entries of `values`."""
+    x = _finite(values)
+    n = len(x)
+    if n == 0:
+        return Summary(0, math.nan, math.nan, math.nan, math.nan)
+    mean = float(x.mean())
+    if n < 2:
+        return Summary(1, mean, math.nan, math.nan, math.nan)
+    std = float(x.std(ddof=1))
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    return Summary(n, mean, std, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    difference: float  # mean(a) - mean(b)
+    t: float
+    p: float  # two-sided Welch p-value; NaN when either side has n < 2
+
+
+def welch_test(a, b) -> Comparison:
+    """Welch's two-sample t-test (unequal variances) of the finite entries of a and b."""
+    x, y = _finite(a), _finite(b)
+    diff = float(x.mean() - y.mean()) if len(x) and len(y) else math.nan
+    if len(x) < 2 or len(y) < 2:
+        return Comparison(diff, math.nan, math.nan)
+    if np.ptp(x) == 0 and np.ptp(y) == 0:  # no variance on either side: t is undefined
+        return Comparison(diff, math.nan, math.nan)
+    result = sps.ttest_ind(x, y, equal_var=False)
+    return Comparison(diff, float(result.statistic), float(result.pvalue))
+
+
+def holm(p_values) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (NaN entries stay NaN and are not counted)."""
+    p = np.asarray(p_values, dtype=float)
+    valid = np.flatnonzero(np.isfinite(p))
+    adjusted = np.full_like(p, np.nan)
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted.tolist()

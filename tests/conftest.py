@@ -1,0 +1,31 @@
+"""Test-wide settings: never download, keep caches in a temporary folder, small threads."""
+
+import os
+
+import pytest
+import torch
+
+
+def pytest_configure(config):
+    os.environ["WIRINGLAB_OFFLINE"] = "1"
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Each test session gets its own dataset cache (the user's is never touched)."""
+    cache = tmp_path_factory.mktemp("wiringlab-cache")
+    old = os.environ.get("WIRINGLAB_CACHE")
+    os.environ["WIRINGLAB_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("WIRINGLAB_CACHE", None)
+    else:
+        os.environ["WIRINGLAB_CACHE"] = old
+
+
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+needs_fashion = pytest.mark.skipif(
+    not os.path.isdir(FASHION_DIR),
+    reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist",
+)

@@ -1,0 +1,156 @@
+"""Where files are looked for, in which order, and how present files are verified."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from wiringlab.data import DataIntegrityError, DatasetNotFoundError, load_dataset, sources
+from wiringlab.data.sources import is_offline, lookup_places, user_cache_dir
+
+
+def test_user_cache_dir_precedence(tmp_path):
+    assert user_cache_dir({"WIRINGLAB_CACHE": str(tmp_path / "c")}) == tmp_path / "c"
+    assert user_cache_dir({"XDG_CACHE_HOME": str(tmp_path / "x")}) == tmp_path / "x" / "wiringlab"
+    assert user_cache_dir({}) == Path.home() / ".cache" / "wiringlab"
+
+
+@pytest.mark.parametrize(
+    ("allow", "env", "offline"),
+    [
+        (None, {}, False),
+        (None, {"WIRINGLAB_OFFLINE": "1"}, True),
+        (None, {"WIRINGLAB_OFFLINE": "0"}, False),
+        (False, {}, True),
+        (True, {"WIRINGLAB_OFFLINE": "1"}, False),
+    ],
+)
+def test_is_offline(allow, env, offline):
+    assert is_offline(allow, env) is offline
+
+
+def test_lookup_places_order(tmp_path):
+    env = {"WIRINGLAB_DATA": str(tmp_path / "d1") + ":" + str(tmp_path / "d2"), "WIRINGLAB_CACHE": str(tmp_path / "c")}
+    places = lookup_places("ds", tmp_path / "p", env=env, system_dirs=[tmp_path / "s1", tmp_path / "s2"])
+    assert [p.folder for p in places] == [
+        tmp_path / "p",
+        tmp_path / "p" / "ds",
+        tmp_path / "d1" / "ds",
+        tmp_path / "d2" / "ds",
+        tmp_path / "s1" / "ds",
+        tmp_path / "s2" / "ds",
+        tmp_path / "c" / "ds",
+    ]
+    assert [p.label for p in places][-1] == "user cache"
+
+
+def test_lookup_order_explicit_then_env_then_system_then_cache(
+    tmp_path, monkeypatch, fake_idx, isolated_data_env, dfiles
+):
+    _, contents = fake_idx
+    explicit = dfiles.write_files(tmp_path / "explicit", contents)
+    env_dir = dfiles.write_files(tmp_path / "env" / "fake-idx", contents)
+    system = dfiles.write_files(isolated_data_env.system / "fake-idx", contents)
+    cache = dfiles.write_files(isolated_data_env.cache / "fake-idx", contents)
+    monkeypatch.setenv("WIRINGLAB_DATA", str(tmp_path / "env"))
+    assert load_dataset("fake-idx", path=explicit).source == str(explicit)
+    assert load_dataset("fake-idx").source == str(env_dir)
+    monkeypatch.delenv("WIRINGLAB_DATA")
+    assert load_dataset("fake-idx").source == str(system)
+    monkeypatch.setattr(sources, "SYSTEM_DIRS", ())
+    assert load_dataset("fake-idx").source == str(cache)
+
+
+def test_explicit_path_may_be_a_root_holding_name(tmp_path, fake_idx, dfiles):
+    _, contents = fake_idx
+    folder = dfiles.write_files(tmp_path / "root" / "fake-idx", contents)
+    assert load_dataset("fake-idx", path=tmp_path / "root").source == str(folder)
+
+
+def test_raw_and_gzip_files_load_the_same(tmp_path, fake_idx, dfiles):
+    _, contents = fake_idx
+    raw = load_dataset("fake-idx", path=dfiles.write_files(tmp_path / "raw", contents, compress=False))
+    packed = load_dataset("fake-idx", path=dfiles.write_files(tmp_path / "gz", contents))
+    assert raw.x_train.shape == (6, 1, 4, 4) and raw.x_train.dtype.is_floating_point is False
+    assert (raw.x_train == packed.x_train).all() and (raw.y_test == packed.y_test).all()
+    assert raw.input_shape == (1, 4, 4) and raw.num_classes == 10
+
+
+def test_recompressed_gzip_is_accepted(tmp_path, fake_idx, dfiles):
+    """Only the decompressed content counts (Debian recompresses its .gz files)."""
+    _, contents = fake_idx
+    folder = tmp_path / "recompressed"
+    folder.mkdir()
+    for name, data in contents.items():
+        (folder / f"{name}.gz").write_bytes(gzip.compress(data, compresslevel=1, mtime=12345))
+    assert load_dataset("fake-idx", path=folder).x_test.shape == (3, 1, 4, 4)
+
+
+def test_files_may_come_from_different_places(tmp_path, fake_idx, isolated_data_env, dfiles):
+    _, contents = fake_idx
+    names = sorted(contents)
+    dfiles.write_files(tmp_path / "explicit", {n: contents[n] for n in names[:2]})
+    dfiles.write_files(isolated_data_env.system / "fake-idx", {n: contents[n] for n in names[2:]})
+    ds = load_dataset("fake-idx", path=tmp_path / "explicit")
+    assert str(tmp_path / "explicit") in ds.source and str(isolated_data_env.system) in ds.source
+
+
+def test_hash_mismatch_is_an_error_not_a_skip(tmp_path, monkeypatch, fake_idx, isolated_data_env, dfiles):
+    spec, contents = fake_idx
+    dfiles.write_files(isolated_data_env.system / "fake-idx", contents)  # a good copy later in the order
+    bad = dict(contents)
+    bad["train-labels-idx1-ubyte"] = contents["train-labels-idx1-ubyte"][:-1] + b"\x09"
+    dfiles.write_files(tmp_path / "env" / "fake-idx", bad)
+    monkeypatch.setenv("WIRINGLAB_DATA", str(tmp_path / "env"))
+    with pytest.raises(DataIntegrityError) as info:
+        load_dataset("fake-idx")
+    message = str(info.value)
+    expected = next(f.sha256 for f in spec.files if f.role == "train_labels")
+    assert str(tmp_path / "env" / "fake-idx" / "train-labels-idx1-ubyte.gz") in message
+    assert f"expected sha256:{expected}" in message
+    assert f"found sha256:{dfiles.sha256(bad['train-labels-idx1-ubyte'])}" in message
+
+
+def test_truncated_gzip_file_is_an_integrity_error(tmp_path, fake_idx, dfiles):
+    _, contents = fake_idx
+    folder = dfiles.write_files(tmp_path / "cut", contents)
+    packed = (folder / "train-images-idx3-ubyte.gz").read_bytes()
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(packed[:-20])
+    with pytest.raises(DataIntegrityError, match="train-images-idx3-ubyte.gz.*expected sha256:[0-9a-f]{64}, found"):
+        load_dataset("fake-idx", path=folder)
+
+
+def test_raw_file_takes_precedence_over_gzip_in_one_folder(tmp_path, fake_idx, dfiles):
+    _, contents = fake_idx
+    folder = dfiles.write_files(tmp_path / "both", contents)
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(b"corrupt")
+    with pytest.raises(DataIntegrityError, match=r"t10k-labels-idx1-ubyte is truncated"):
+        load_dataset("fake-idx", path=folder)
+
+
+def test_missing_dataset_message(fake_idx, monkeypatch, isolated_data_env):
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("fake-idx")
+    message = str(info.value)
+    assert "apt-get install dataset-fake" in message
+    assert "WIRINGLAB_DATA=<dir containing fake-idx/>" in message
+    assert "unset WIRINGLAB_OFFLINE" in message
+    assert str(isolated_data_env.system / "fake-idx") in message
+    assert str(isolated_data_env.cache / "fake-idx") in message
+    assert "train-images-idx3-ubyte" in message
+
+
+def test_missing_dataset_message_when_downloads_forbidden_by_argument(fake_idx, monkeypatch):
+    monkeypatch.delenv("WIRINGLAB_OFFLINE")
+    with pytest.raises(DatasetNotFoundError, match="allow_download=True"):
+        load_dataset("fake-idx", allow_download=False)
+
+
+def test_real_fashion_mnist_message_names_apt_package(isolated_data_env):
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("fashion-mnist")
+    message = str(info.value)
+    assert "Fashion-MNIST" in message and "apt-get install dataset-fashion-mnist" in message
+    assert "WIRINGLAB_DATA" in message

@@ -1,0 +1,69 @@
+import pytest
+
+from wiringlab.experiment import ConfigError, expand, load_recipe
+from wiringlab.experiment.recipe import Recipe, parse_override
+
+
+def _write(tmp_path, text, name="r.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_grid_zip_and_seeds_expand(tmp_path):
+    path = _write(tmp_path, """
+name: t
+base: {data: {name: synthetic}, model: {kind: mlp, hidden: [8]}}
+grid: {model.hidden: [[8], [16]], train.optimizer.name: [sgd, adam]}
+zip: {train.optimizer.lr: [0.1, 0.01], train.batch_size: [32, 64]}
+seeds: [0, 1]
+""")
+    specs = expand(load_recipe(path), str(path))
+    assert len(specs) == 2 * 2 * 2 * 2
+    assert len({s.run_id for s in specs}) == len(specs)
+    labels = {s.label for s in specs}
+    assert len(labels) == 8
+    first = specs[0]
+    assert first.config.model.hidden == [8] and first.config.train.optimizer.lr == 0.1
+    assert first.config.train.batch_size == 32
+    # ids are stable across expansions
+    assert [s.run_id for s in expand(load_recipe(path), str(path))] == [s.run_id for s in specs]
+
+
+def test_override_replaces_grid_axis_and_changes_ids(tmp_path):
+    path = _write(tmp_path, "name: t\nbase: {data: {name: synthetic}}\ngrid: {train.epochs: [1, 2]}\nseeds: [0]\n")
+    recipe = load_recipe(path)
+    specs = expand(recipe, overrides=[parse_override("train.epochs=3")])
+    assert len(specs) == 1 and specs[0].config.train.epochs == 3
+    assert parse_override("model.hidden=[4, 4]") == ("model.hidden", [4, 4])
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("name: t\nbase: {train: {optimiser: {lr: 0.1}}}\n", ["r.yaml", "train.optimiser", "allowed keys here", "optimizer"]),
+    ("name: t\nbase: {train: {epochs: many}}\n", ["r.yaml", "train.epochs", "'many'"]),
+    ("name: t\nbase: {train: {optimizer: {name: lbfgs}}}\n", ["train.optimizer.name", "'sgd'", "'adam'"]),
+    ("name: t\ngrid: {model.hiden: [[8]]}\n", ["hiden", "allowed keys here", "hidden"]),
+    ("name: t\nbase: {data: {name: imagenet}}\n", ["data.name", "mnist1d", "fashion-mnist"]),
+    ("name: t\nsedes: [1]\n", ["sedes", "allowed keys here", "seeds"]),
+    ("name: bad name!\n", ["name", "letters"]),
+])
+def test_bad_recipes_name_file_key_and_allowed(tmp_path, text, expected):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        expand(load_recipe(path), str(path))
+    message = str(info.value)
+    for fragment in expected:
+        assert fragment in message, message
+
+
+def test_zip_lengths_must_match():
+    recipe = Recipe(name="t", zip={"train.epochs": [1, 2], "seed": [1]})
+    with pytest.raises(ConfigError, match="same length"):
+        expand(recipe)
+
+
+def test_missing_and_non_yaml_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such recipe"):
+        load_recipe(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipe(_write(tmp_path, "name: [unclosed"))

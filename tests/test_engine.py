@@ -1,0 +1,93 @@
+import math
+
+import torch
+
+from helpers import blob_data
+from wiringlab.engine import Callback, train
+from wiringlab.experiment.config import MLPConfig, TrainConfig
+from wiringlab.init import init_parameters_
+from wiringlab.models import build_model
+from wiringlab.seeding import make_generator
+
+
+def _model(seed=0, **kw):
+    model = build_model(MLPConfig(hidden=[32], **kw), (20,), 4)
+    return init_parameters_(model, make_generator(seed, "init"))
+
+
+def _cfg(**kw):
+    base = dict(epochs=3, batch_size=64, progress=False, optimizer={"name": "sgd", "lr": 0.1})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_learns_blobs():
+    result = train(_model(), blob_data(), _cfg(), seed=0)
+    assert result.status == "completed"
+    assert len(result.history) == 3
+    assert result.final["test_acc"] > 0.85  # chance is 0.25
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_same_seed_same_numbers_with_dropout():
+    a = train(_model(0, dropout=0.3), blob_data(), _cfg(), seed=5)
+    b = train(_model(0, dropout=0.3), blob_data(), _cfg(), seed=5)
+    c = train(_model(0, dropout=0.3), blob_data(), _cfg(), seed=6)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time_s"} for r in h]  # noqa: E731
+    assert strip(a.history) == strip(b.history)
+    assert strip(a.history) != strip(c.history)
+
+
+def test_huge_learning_rate_is_recorded_as_diverged():
+    cfg = _cfg(epochs=5, optimizer={"name": "sgd", "lr": 1e12, "momentum": 0.9})
+    result = train(_model(), blob_data(), cfg, seed=0)
+    assert result.status == "diverged"
+    assert 1 <= len(result.history) < 5
+    assert not math.isfinite(result.history[-1]["train_loss"])
+
+
+class _Recorder(Callback):
+    def __init__(self):
+        self.events, self.progress = [], []
+
+    def on_train_start(self, state):
+        self.events.append("start")
+
+    def on_step_end(self, state):
+        self.progress.append(state.progress)
+
+    def on_epoch_end(self, state):
+        self.events.append(f"epoch{state.epoch}")
+        return {"custom_metric": float(state.epoch)}
+
+    def on_train_end(self, state):
+        self.events.append("end")
+
+
+def test_callbacks_see_boundaries_and_progress():
+    rec = _Recorder()
+    data = blob_data(n_train=256)
+    result = train(_model(), data, _cfg(epochs=2, batch_size=64), seed=0, callbacks=[rec])
+    assert rec.events == ["start", "epoch1", "epoch2", "end"]
+    assert len(rec.progress) == 8 and rec.progress[-1] == 1.0
+    assert [r["custom_metric"] for r in result.history] == [1.0, 2.0]
+
+
+def test_l1_penalty_shrinks_weights():
+    plain = _model()
+    sparse = _model()
+    train(plain, blob_data(), _cfg(), seed=0)
+    train(sparse, blob_data(), _cfg(l1=1e-2), seed=0)
+    assert sparse.stack.hidden[0][0].weight.abs().sum() < 0.8 * plain.stack.hidden[0][0].weight.abs().sum()
+
+
+def test_every_optimizer_and_schedule_trains():
+    for opt in ("sgd", "adam", "adamw", "rmsprop"):
+        for sched in ("constant", "cosine", "step"):
+            lr = 0.1 if opt == "sgd" else 0.01
+            cfg = _cfg(epochs=2, optimizer={"name": opt, "lr": lr, "momentum": 0.5, "nesterov": opt == "sgd"},
+                       lr_schedule={"name": sched, "step_size": 1, "gamma": 0.5})
+            result = train(_model(), blob_data(), cfg, seed=0)
+            assert result.final["test_acc"] > 0.6, (opt, sched)
+            if sched == "step":
+                assert result.history[1]["lr"] == lr * 0.5

@@ -1,0 +1,42 @@
+import copy
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from wiringlab.experiment.config import LeNetConfig, MLPConfig
+from wiringlab.models import build_model, hidden_linear_layers, linear_layers
+
+
+@pytest.mark.parametrize("batchnorm,dropout", [(False, 0.0), (True, 0.2)])
+def test_mlp_shapes_and_layers(batchnorm, dropout):
+    model = build_model(MLPConfig(hidden=[30, 20], batchnorm=batchnorm, dropout=dropout), (1, 28, 28), 10)
+    assert model(torch.randn(4, 1, 28, 28)).shape == (4, 10)
+    sizes = [(m.in_features, m.out_features) for m in linear_layers(model)]
+    assert sizes == [(784, 30), (30, 20), (20, 10)]
+    assert len(hidden_linear_layers(model)) == 2
+    assert any(isinstance(m, nn.BatchNorm1d) for m in model.modules()) == batchnorm
+
+
+def test_lenet_on_mnist_and_cifar_shapes():
+    for shape in [(1, 28, 28), (3, 32, 32)]:
+        model = build_model(LeNetConfig(), shape, 10)
+        assert model(torch.randn(2, *shape)).shape == (2, 10)
+    assert linear_layers(build_model(LeNetConfig(), (1, 28, 28), 10))[0].in_features == 16 * 5 * 5
+
+
+def test_lenet_rejects_vectors():
+    with pytest.raises(ValueError, match="image inputs"):
+        build_model(LeNetConfig(), (40,), 10)
+
+
+def test_model_contracts_deepcopy_pickle_state_dict():
+    model = build_model(MLPConfig(hidden=[16], dropout=0.1), (8,), 3).eval()
+    x = torch.randn(5, 8)
+    clone = copy.deepcopy(model)
+    restored = pickle.loads(pickle.dumps(model))
+    fresh = build_model(MLPConfig(hidden=[16], dropout=0.1), (8,), 3).eval()
+    fresh.load_state_dict(model.state_dict())
+    for other in (clone, restored, fresh):
+        assert torch.equal(model(x), other(x))

@@ -43,7 +43,8 @@ def test_sweep_writes_every_file(recipe_path, tmp_path):
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
     for row in rows:
         run = out / "runs" / row["run_id"]
-        for name in ["config.yaml", "metrics.jsonl", "summary.json", "weights.safetensors"]:
+        for name in ["config.yaml", "metrics.jsonl", "summary.json", "weights.safetensors",
+                     "effective_weights.safetensors"]:
             assert (run / name).exists(), name
         summary = json.loads((run / "summary.json").read_text())
         assert {"wiringlab", "torch", "device", "git_commit"} <= set(summary["provenance"])

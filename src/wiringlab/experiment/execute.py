@@ -17,7 +17,8 @@ import torch
 from ..data import load_dataset
 from ..engine import to_device_data, train
 from ..init import init_parameters_
-from ..models import build_model
+from ..layers import effective_weight
+from ..models import build_model, linear_layers
 from ..seeding import make_generator
 from .provenance import provenance
 from .recipe import RunSpec
@@ -67,6 +68,13 @@ def build_penalties(config, model) -> list:
     return []
 
 
+@torch.no_grad()
+def effective_weights(model) -> dict[str, torch.Tensor]:
+    """{"linear0": W_eff, "linear1": ...}: what each linear layer computes with, in forward
+    order. Analyses across runs read these without rebuilding the models."""
+    return {f"linear{i}": effective_weight(layer) for i, layer in enumerate(linear_layers(model))}
+
+
 def _summary(spec: RunSpec, result, device, wall: float) -> dict:
     final = result.final
     best = max((r["test_acc"] for r in result.history if r.get("test_acc") == r.get("test_acc")), default=None)
@@ -100,6 +108,7 @@ def execute_run(spec: RunSpec, out_dir: Path, datasets: DatasetCache | None = No
         )
         if spec.config.save_weights:
             folder.write_weights(model.state_dict())
+            folder.write_weights(effective_weights(model), "effective_weights.safetensors")
         summary = _summary(spec, result, device, time.perf_counter() - start)
     except Exception as err:  # recorded, not raised: the sweep goes on
         log.error("run %s failed: %s", spec.run_id, err)

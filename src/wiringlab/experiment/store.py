@@ -125,9 +125,14 @@ class RunFolder:
     def read_summary(self) -> dict:
         return read_json(self.summary_path)
 
-    def write_weights(self, state: dict) -> None:
+    def write_weights(self, state: dict, name: str = "weights.safetensors") -> None:
         """Save tensors with safetensors (never pickle), atomically."""
         from safetensors.torch import save
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-        atomic_write_bytes(self.path / "weights.safetensors", save(tensors))
+        atomic_write_bytes(self.path / name, save(tensors))
+
+    def read_weights(self, name: str = "weights.safetensors") -> dict:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.path / name))

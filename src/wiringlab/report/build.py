@@ -9,7 +9,7 @@ from ..experiment.store import RunFolder, read_json
 from .figures import plot_learning_curves
 from .table import group_by_label, write_summary_csv, write_table
 
-__all__ = ["build_report", "load_results"]
+__all__ = ["build_report", "load_results", "REPORT_SECTIONS"]
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +36,30 @@ def load_results(out_dir: Path) -> tuple[dict, list[dict]]:
     return recipe, summaries
 
 
+def _learning_curves(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[str, dict[str, Path]]:
+    histories = {
+        label: [RunFolder(out_dir / "runs" / r["run_id"]).read_metrics() for r in runs]
+        for label, runs in group_by_label(summaries).items()
+    }
+    return "", {"learning_curves": plot_learning_curves(histories, out_dir / "figures" / "learning_curves.png")}
+
+
+# Each section reads the results folder and returns (markdown appended to table.md,
+# {name: figure path}). Analyses of a run type add their section here; a section that
+# has nothing to say for a folder returns ("", {}).
+REPORT_SECTIONS = [_learning_curves]
+
+
 def build_report(out_dir: Path) -> dict[str, Path]:
     """Write summary.csv, table.md and figures/*.png for `out_dir`; return their paths."""
     out_dir = Path(out_dir)
     recipe, summaries = load_results(out_dir)
     paths = {"summary": out_dir / "summary.csv", "table": out_dir / "table.md"}
     write_summary_csv(paths["summary"], summaries)
-    write_table(paths["table"], recipe, summaries)
-    histories = {
-        label: [RunFolder(out_dir / "runs" / r["run_id"]).read_metrics() for r in runs]
-        for label, runs in group_by_label(summaries).items()
-    }
-    paths["learning_curves"] = plot_learning_curves(histories, out_dir / "figures" / "learning_curves.png")
+    extra_markdown = []
+    for section in REPORT_SECTIONS:
+        markdown, figures = section(out_dir, recipe, summaries)
+        extra_markdown.append(markdown)
+        paths.update(figures)
+    write_table(paths["table"], recipe, summaries, extra="".join(extra_markdown))
     return paths

@@ -124,5 +124,6 @@ def render_table(recipe: dict, summaries: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_table(path, recipe: dict, summaries: list[dict]) -> None:
-    atomic_write_text(path, render_table(recipe, summaries))
+def write_table(path, recipe: dict, summaries: list[dict], extra: str = "") -> None:
+    """Write table.md; `extra` (markdown of analysis sections) is appended."""
+    atomic_write_text(path, render_table(recipe, summaries) + extra)

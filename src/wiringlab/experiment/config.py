@@ -16,6 +16,7 @@ __all__ = [
     "StrictModel",
     "DataConfig",
     "LinearLayerConfig",
+    "SparseLayerConfig",
     "LayerConfig",
     "MLPConfig",
     "LeNetConfig",
@@ -23,6 +24,7 @@ __all__ = [
     "OptimizerConfig",
     "LRScheduleConfig",
     "TrainConfig",
+    "SETConfig",
     "RunConfig",
 ]
 
@@ -39,7 +41,9 @@ class DataConfig(StrictModel):
     options: dict[str, Any] = Field(default_factory=dict)  # dataset-specific, e.g. synthetic n_train
     n_train: int | None = Field(default=None, gt=0)  # keep the first n training samples (quick runs)
     n_test: int | None = Field(default=None, gt=0)  # keep the first n test samples
-    normalize: Literal["standard", "none"] = "standard"  # standard: per-channel (x - mean)/std of train
+    # standard: per-channel (x - mean)/std of train; minmax: (x - min)/(max - min) of train, so
+    # [0, 255] pixels become [0, 1] and blank pixels stay exactly 0 (as in the SET reference)
+    normalize: Literal["standard", "minmax", "none"] = "standard"
 
     @field_validator("name")
     @classmethod
@@ -58,8 +62,16 @@ class LinearLayerConfig(StrictModel):
     type: Literal["linear"] = "linear"
 
 
-# Prior and sparse layer configs join this union (discriminated by `type`).
-LayerConfig = Annotated[Union[LinearLayerConfig], Field(discriminator="type")]
+class SparseLayerConfig(StrictModel):
+    """A `SparseLinear`: Erdős–Rényi mask, exactly round(density·n_in·n_out) active weights."""
+
+    type: Literal["sparse"] = "sparse"
+    epsilon: float = Field(default=20.0, gt=0.0)  # density = min(1, ε·(n_in + n_out)/(n_in·n_out))
+    density: float | None = Field(default=None, gt=0.0, le=1.0)  # fraction of active weights; overrides ε
+
+
+# Prior layer configs join this union (discriminated by `type`).
+LayerConfig = Annotated[Union[LinearLayerConfig, SparseLayerConfig], Field(discriminator="type")]
 
 Activation = Literal["relu", "tanh", "gelu", "sigmoid", "identity"]
 LayerAt = Union[Literal["all", "first", "none"], list[int]]
@@ -144,12 +156,35 @@ class TrainConfig(StrictModel):
         raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
 
 
+class SETConfig(StrictModel):
+    """Sparse evolutionary training: after every `interval` epochs (never after the last),
+    prune a fraction ζ of each sparse layer's active weights and regrow as many."""
+
+    zeta: float = Field(default=0.3, ge=0.0, le=1.0)  # fraction of active weights pruned per evolution
+    zeta_schedule: Literal["constant", "cosine"] = "constant"  # cosine: ζ·(1 + cos(π·t))/2, t = progress
+    interval: int = Field(default=1, ge=1)  # epochs between evolutions
+    prune: Literal["sign", "magnitude"] = "sign"  # sign: ζ of positives and of negatives (reference)
+    regrow: Literal["random", "gradient"] = "random"  # gradient: largest |dL/dW_eff| (RigL), one batch
+    regrow_init: Literal["uniform", "zero"] = "uniform"  # new weights; uniform on [-scale, scale]
+    regrow_scale: float | None = Field(default=None, gt=0.0)  # None: sqrt(6/(n_in + n_out)) (reference)
+
+
 class RunConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=MLPConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    evolution: SETConfig | None = None  # SET on the model's sparse layers; None = fixed masks
     seed: int = Field(default=0, ge=0)
     save_weights: bool = True  # write weights.safetensors at the end of the run
+
+    @model_validator(mode="after")
+    def _evolution_needs_sparse_layers(self):
+        model = self.model
+        hidden_sparse = model.layer.type == "sparse" and model.layer_at != "none" and bool(model.hidden)
+        if self.evolution is not None and not (hidden_sparse or model.output_layer.type == "sparse"):
+            raise ValueError("evolution needs sparse layers: set model.layer.type=sparse "
+                             "(or model.output_layer.type=sparse), or remove evolution")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -59,8 +59,24 @@ def build_run_model(config, input_shape, num_classes, device) -> torch.nn.Module
 
 
 def build_callbacks(config, model) -> list:
-    """Callbacks the config asks for (schedules, evolution, snapshots)."""
-    return []
+    """Callbacks the config asks for (schedules, evolution, snapshots).
+
+    SET: `config.evolution` adds a `SETCallback` over the model's sparse layers; any
+    model with sparse layers gets a `TopologyLogger` after it (connection counts per
+    input unit each epoch, in topology.safetensors, and topology metrics).
+    """
+    from ..engine.evolution import SETCallback, sparse_layers
+    from ..engine.topology_log import TopologyLogger
+    from ..layers.sparse import SparseLinear
+
+    callbacks = []
+    if config.evolution is not None:
+        callbacks.append(SETCallback(sparse_layers(model), config.evolution))
+    named_sparse = [(f"linear{i}", layer) for i, layer in enumerate(linear_layers(model))
+                    if isinstance(layer, SparseLinear)]
+    if named_sparse:
+        callbacks.append(TopologyLogger(named_sparse))
+    return callbacks
 
 
 def build_penalties(config, model) -> list:

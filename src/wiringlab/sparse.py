@@ -95,7 +95,7 @@ def sample_empty_positions(mask: torch.Tensor, count: int, generator: torch.Gene
     allocates an index per empty position. Both are exact uniform samplers.
     """
     occupied = mask.reshape(-1).bool()
-    n_empty = occupied.numel() - int(occupied.sum())
+    n_empty = occupied.numel() - int(occupied.count_nonzero())
     if count > n_empty:
         raise ValueError(f"cannot draw {count} empty positions: only {n_empty} of {occupied.numel()} are empty")
     if count == 0:
@@ -201,9 +201,9 @@ def regrow_gradient(mask: torch.Tensor, count: int, dense_grad: torch.Tensor) ->
     if dense_grad.shape != mask.shape:
         raise ValueError(f"dense_grad shape {tuple(dense_grad.shape)} != mask shape {tuple(mask.shape)}")
     occupied = mask.reshape(-1).bool()
-    _check_count(mask, count, occupied.numel() - int(occupied.sum()), "are empty")
-    scores = dense_grad.detach().reshape(-1).abs().float().masked_fill(occupied, -1.0)
-    return scores.topk(count).indices.sort().values
+    _check_count(mask, count, occupied.numel() - int(occupied.count_nonzero()), "are empty")
+    scores = dense_grad.detach().reshape(-1).abs().float()  # a new tensor: filled in place below
+    return scores.masked_fill_(occupied, -1.0).topk(count).indices.sort().values
 
 
 def regrow_distance(mask: torch.Tensor, count: int, probability: torch.Tensor,
@@ -234,7 +234,7 @@ def regrow_distance(mask: torch.Tensor, count: int, probability: torch.Tensor,
     if bool((weights < 0).any()):
         raise ValueError("probability must be non-negative")
     eligible = (weights > 0) & ~mask.reshape(-1).bool()
-    _check_count(mask, count, int(eligible.sum()), "are empty with positive probability")
+    _check_count(mask, count, int(eligible.count_nonzero()), "are empty with positive probability")
     clocks = torch.empty_like(weights).exponential_(generator=generator)
     keys = (weights / clocks).masked_fill(~eligible, -1.0)
     return keys.topk(count).indices.sort().values

@@ -61,6 +61,9 @@ def group_runs(specs: list[RunSpec], max_members: int = 16) -> list[list[RunSpec
 
 
 def _why_not(models, specs) -> str | None:
+    evolution = specs[0].config.evolution
+    if evolution is not None and evolution.regrow == "gradient":  # same for the whole group (stack_key)
+        return "SET regrow=gradient captures dense gradients with module hooks, which a vmapped stack never calls"
     reason = stackable(models[0]) or stack_compatible([s.config.train for s in specs])
     if reason is None and len({structure_signature(m) for m in models}) > 1:
         reason = "models differ in structure"

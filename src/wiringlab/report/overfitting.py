@@ -38,7 +38,7 @@ def plot_overfitting(histories: list[list[dict]], label: str, path: Path) -> Pat
         ax.set_title("cross-entropy loss" if metric == "loss" else "accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{label} (n={len(histories)}; mean ± sample std)")
+    fig.suptitle(f"{label} (n={len(histories)}; mean ± sample std)", y=1.03)
     return save_figure(fig, path)
 
 

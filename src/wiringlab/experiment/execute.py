@@ -22,6 +22,7 @@ from ..models import build_model, linear_layers
 from ..seeding import make_generator
 from .provenance import provenance
 from .recipe import RunSpec
+from .spatial_hooks import spatial_callbacks, spatial_penalties
 from .store import RunFolder
 
 __all__ = ["execute_run", "resolve_device", "build_callbacks", "build_penalties", "build_run_model", "DatasetCache"]
@@ -60,12 +61,12 @@ def build_run_model(config, input_shape, num_classes, device) -> torch.nn.Module
 
 def build_callbacks(config, model) -> list:
     """Callbacks the config asks for (schedules, evolution, snapshots)."""
-    return []
+    return [*spatial_callbacks(config, model)]
 
 
 def build_penalties(config, model) -> list:
     """Loss terms the config asks for beyond L1 (which the engine handles)."""
-    return []
+    return [*spatial_penalties(config, model)]
 
 
 @torch.no_grad()

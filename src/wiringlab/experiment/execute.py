@@ -87,6 +87,26 @@ def _summary(spec: RunSpec, result, device, wall: float) -> dict:
     }
 
 
+def finish_run(spec: RunSpec, folder: RunFolder, model, result, device, wall: float) -> dict:
+    """Write a trained run's weights and summary; return the summary."""
+    if spec.config.save_weights:
+        folder.write_weights(model.state_dict())
+        folder.write_weights(effective_weights(model), "effective_weights.safetensors")
+    summary = _summary(spec, result, device, wall)
+    folder.write_summary(summary)
+    return summary
+
+
+def fail_run(spec: RunSpec, folder: RunFolder, err: Exception, device, wall: float) -> dict:
+    """Record a run that raised as status "failed" (retried on the next invocation)."""
+    log.error("run %s failed: %s", spec.run_id, err)
+    summary = {"run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "axes": spec.axes,
+               "status": "failed", "error": f"{type(err).__name__}: {err}",
+               "traceback": traceback.format_exc(), "wall_time_s": wall, "provenance": provenance(device)}
+    folder.write_summary(summary)
+    return summary
+
+
 def execute_run(spec: RunSpec, out_dir: Path, datasets: DatasetCache | None = None) -> dict:
     """Train `spec` and write its run folder under `out_dir/runs/`. Returns the summary.
 
@@ -107,15 +127,6 @@ def execute_run(spec: RunSpec, out_dir: Path, datasets: DatasetCache | None = No
             callbacks=build_callbacks(spec.config, model), penalties=build_penalties(spec.config, model),
             on_epoch=folder.append_metrics, run_dir=folder.path, description=spec.run_id,
         )
-        if spec.config.save_weights:
-            folder.write_weights(model.state_dict())
-            folder.write_weights(effective_weights(model), "effective_weights.safetensors")
-        summary = _summary(spec, result, device, time.perf_counter() - start)
+        return finish_run(spec, folder, model, result, device, time.perf_counter() - start)
     except Exception as err:  # recorded, not raised: the sweep goes on
-        log.error("run %s failed: %s", spec.run_id, err)
-        summary = {"run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "axes": spec.axes,
-                   "status": "failed", "error": f"{type(err).__name__}: {err}",
-                   "traceback": traceback.format_exc(), "wall_time_s": time.perf_counter() - start,
-                   "provenance": provenance(device)}
-    folder.write_summary(summary)
-    return summary
+        return fail_run(spec, folder, err, device, time.perf_counter() - start)

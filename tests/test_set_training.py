@@ -121,3 +121,17 @@ def test_captured_dense_gradient_equals_autograd_of_the_effective_weight():
     (dense(x) - target).pow(2).mean().backward()
     assert torch.allclose(capture.grads[id(layer)], dense.weight.grad, atol=1e-6)
     assert capture.grads[id(layer)][layer.mask == 0].abs().sum() > 0  # dense: empty positions too
+
+
+def test_distance_regrowth_from_config_grows_short_connections():
+    from wiringlab.geometry import layer_distance
+
+    config = {"zeta": 0.5, "regrow": "distance",
+              "distance": {"kernel": "exponential", "k": 12.0, "floor": 0.0, "geometry": "grid"}}
+    model, counts, _ = _train(SETConfig(**config), epochs=4)
+    random_model, _, _ = _train(SETConfig(zeta=0.5), epochs=4)
+    layer, random_layer = sparse_layers(model)[0], sparse_layers(random_model)[0]
+    distance = layer_distance(48, 64, "grid", in_shape=(1, 8, 8))
+    mean_distance = lambda m: float((distance * m).sum() / m.sum())  # noqa: E731
+    assert [float(c.sum()) for c in counts] == [float(counts[0].sum())] * 5
+    assert mean_distance(layer.mask) < 0.8 * mean_distance(random_layer.mask)

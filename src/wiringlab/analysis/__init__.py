@@ -1,1 +1,1 @@
-"""Analyses: tensors in, numbers and arrays out. No I/O, no global state."""
+"""Analyses: tensors and numbers in, numbers and arrays out; no I/O, no global state."""

@@ -5,6 +5,8 @@ pure functions of `wiringlab.sparse` (prune → regrow → new mask), writes the
 back and resets the optimizer state at every touched entry. Like the reference SET,
 it never evolves after the last epoch, so the saved weights are the evaluated ones.
 
+The `distance` rule regrows at random with probability ∝ a kernel of the distance
+between output and input units; its (out, in) probability matrices are built once.
 The `gradient` (RigL) rule needs dL/dW_eff at empty positions, which the masked
 `weight.grad` does not hold. The callback captures it on the last batch of an epoch
 that evolves: a forward hook keeps the layer input x and a hook on the output keeps
@@ -23,7 +25,7 @@ from ..seeding import make_generator
 from ..sparse import apply_evolution, prune, regrow, regrown_values, reset_optimizer_state_, zeta_at
 from .callbacks import Callback, TrainState
 
-__all__ = ["SETCallback", "evolve_layer_", "sparse_layers"]
+__all__ = ["SETCallback", "evolve_layer_", "sparse_layers", "distance_probabilities"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,19 @@ def evolve_layer_(layer: SparseLinear, optimizer: torch.optim.Optimizer | None, 
     return len(pruned)
 
 
+def distance_probabilities(layers: list[SparseLinear], config) -> list[torch.Tensor]:
+    """Per layer, the (out, in) regrowth weights of the `distance` rule: the kernel of
+    `config` (a `DistanceRegrowConfig`) at the layer's normalised output–input distances
+    (`geometry.layer_distance`, inputs at their pixels when the layer knows `in_shape`)."""
+    from ..geometry import layer_distance
+    from ..kernels import KernelSpec
+
+    spec = KernelSpec(config.kernel, floor=config.floor, k=config.k, sigma=config.sigma)
+    return [spec.evaluate(layer_distance(layer.out_features, layer.in_features, config.geometry, config.metric,
+                                         in_shape=layer.in_shape, device=layer.weight.device))
+            for layer in layers]
+
+
 class _DenseGradientCapture:
     """Hooks that record dL/dW_eff = gᵀx of one forward/backward pass per layer."""
 
@@ -103,7 +118,8 @@ class SETCallback(Callback):
     Args:
         layers: the sparse layers to evolve (e.g. `sparse_layers(model)`).
         config: a `SETConfig`.
-        probabilities: per layer, the probability matrix of the `distance` rule.
+        probabilities: per layer, the probability matrix of the `distance` rule; None
+            builds them from `config.distance` (`distance_probabilities`).
 
     Returns from `on_epoch_end` (epochs that evolve): {"set_zeta": ζ used}.
     """
@@ -113,6 +129,8 @@ class SETCallback(Callback):
             raise ValueError("SET evolution needs SparseLinear layers; the model has none "
                              "(set model.layer.type=sparse)")
         self.layers, self.config = list(layers), config
+        if probabilities is None and config.regrow == "distance":
+            probabilities = distance_probabilities(self.layers, config.distance)
         self.probabilities = probabilities or [None] * len(self.layers)
         self.generator: torch.Generator | None = None
         self._capture: _DenseGradientCapture | None = None

@@ -12,11 +12,18 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..kernels import KernelName
+
 __all__ = [
     "StrictModel",
     "DataConfig",
     "LinearLayerConfig",
     "SparseLayerConfig",
+    "StaticScheduleConfig",
+    "AnnealScheduleConfig",
+    "SharpenScheduleConfig",
+    "ScheduleConfig",
+    "SpatialLayerConfig",
     "LayerConfig",
     "MLPConfig",
     "LeNetConfig",
@@ -24,6 +31,7 @@ __all__ = [
     "OptimizerConfig",
     "LRScheduleConfig",
     "TrainConfig",
+    "DistanceRegrowConfig",
     "SETConfig",
     "RunConfig",
 ]
@@ -70,8 +78,93 @@ class SparseLayerConfig(StrictModel):
     density: float | None = Field(default=None, gt=0.0, le=1.0)  # fraction of active weights; overrides ε
 
 
-# Prior layer configs join this union (discriminated by `type`).
-LayerConfig = Annotated[Union[LinearLayerConfig, SparseLayerConfig], Field(discriminator="type")]
+KernelRef = Literal["kernel", KernelName]  # "kernel": the layer's own kernel
+UpdateEvery = Literal["step", "epoch"]
+
+
+class StaticScheduleConfig(StrictModel):
+    """The layer's kernel throughout training."""
+
+    kind: Literal["static"] = "static"
+    every: UpdateEvery = "step"  # no effect: a static kernel is never updated
+
+
+class AnnealScheduleConfig(StrictModel):
+    """Blend kernel `start` into kernel `end`: (1-s)·start + s·end, s from 0 to 1 over training."""
+
+    kind: Literal["anneal"] = "anneal"
+    start: KernelRef = "none"  # "kernel" = this layer's kernel (with its floor/k/sigma); or a kernel name
+    end: KernelRef = "kernel"
+    shape: Literal["linear", "cosine"] = "linear"  # s = t, or s = (1 - cos(pi t)) / 2
+    every: UpdateEvery = "step"  # re-evaluate the kernel before every optimizer step, or once per epoch
+
+
+class SharpenScheduleConfig(StrictModel):
+    """An exponential kernel whose k moves from k_start to k_end over training."""
+
+    kind: Literal["sharpen"] = "sharpen"
+    k_start: float = Field(default=3.0, gt=0.0)  # per unit of normalised distance
+    k_end: float = Field(default=15.0, gt=0.0)
+    shape: Literal["linear", "geometric"] = "linear"  # k0 + (k1-k0) t, or k0 (k1/k0)^t
+    every: UpdateEvery = "step"
+
+
+ScheduleConfig = Annotated[Union[StaticScheduleConfig, AnnealScheduleConfig, SharpenScheduleConfig],
+                           Field(discriminator="kind")]
+
+
+# Schedules by one word (readable recipe labels): anneal-in = none → kernel, anneal-out = kernel → none.
+SCHEDULE_SHORTHANDS = {
+    "static": {"kind": "static"},
+    "anneal-in": {"kind": "anneal", "start": "none", "end": "kernel"},
+    "anneal-out": {"kind": "anneal", "start": "kernel", "end": "none"},
+    "sharpen": {"kind": "sharpen"},
+}
+
+
+class SpatialLayerConfig(StrictModel):
+    """A `SpatialLinear`: W_eff = W ⊙ K (or normalized, or capped) with K a fixed kernel of the
+    normalised distance between output and input units (see `wiringlab.kernels`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_shorthand(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("schedule"), str):  # e.g. schedule: anneal-in
+            name = data["schedule"]
+            if name not in SCHEDULE_SHORTHANDS:
+                raise ValueError(f"schedule {name!r} is not a shorthand; allowed: {', '.join(SCHEDULE_SHORTHANDS)}, "
+                                 "or a mapping with kind: static | anneal | sharpen")
+            data = {**data, "schedule": dict(SCHEDULE_SHORTHANDS[name])}
+        return data
+
+    type: Literal["spatial"] = "spatial"
+    kernel: KernelName = "exponential"
+    # kernel value at normalised distance 1 (inverse: at 0); None = the reference default per kernel
+    floor: float | None = Field(default=None, ge=0.0, le=1.0)
+    k: float = Field(default=3.0, gt=0.0)  # exponential decay rate, per unit of normalised distance
+    sigma: float = Field(default=0.3, gt=0.0)  # gaussian width, normalised distance (0.3: 2σ² = 0.18)
+    geometry: Literal["line", "grid"] = "line"  # line: unit i of n at i/n; grid: pixels / most-square grid
+    metric: Literal["euclidean", "l1"] = "euclidean"  # distance on the grid
+    mode: Literal["multiply", "normalized", "capped"] = "multiply"
+    scale: Literal["learnable", "fixed"] = "learnable"  # normalized mode: per-unit magnitude
+    shuffle_seed: int | None = Field(default=None, ge=0)  # shuffled control: kernel positions permuted by this seed
+    schedule: ScheduleConfig = Field(default_factory=StaticScheduleConfig)
+    decay: float = Field(default=0.0, ge=0.0)  # λ of the loss term λ·Σ(W - target)² over this layer's W
+    decay_target: Literal["kernel", "zero"] = "kernel"  # decay toward the current kernel K, or toward 0
+    sparsity_threshold: float = Field(default=0.1, ge=0.0)  # kernel entries below it count as pruned
+    weight_threshold: float = Field(default=0.01, ge=0.0, le=1.0)  # |W_eff| < it × layer max |W_eff|: near zero
+
+    @model_validator(mode="after")
+    def _sharpen_needs_exponential(self):
+        if self.schedule.kind == "sharpen" and self.kernel != "exponential":
+            raise ValueError(f"schedule sharpen moves the k of an exponential kernel; set kernel: exponential "
+                             f"(got kernel: {self.kernel})")
+        return self
+
+
+# Prior and sparse layer configs join this union (discriminated by `type`).
+LayerConfig = Annotated[Union[LinearLayerConfig, SparseLayerConfig, SpatialLayerConfig],
+                        Field(discriminator="type")]
 
 Activation = Literal["relu", "tanh", "gelu", "sigmoid", "identity"]
 LayerAt = Union[Literal["all", "first", "none"], list[int]]
@@ -156,6 +249,18 @@ class TrainConfig(StrictModel):
         raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
 
 
+class DistanceRegrowConfig(StrictModel):
+    """`regrow: distance`: regrowth probability ∝ a kernel of the normalised distance between
+    output and input units (`wiringlab.kernels`, `wiringlab.geometry`); short = likely."""
+
+    kernel: KernelName = "exponential"
+    floor: float | None = Field(default=None, ge=0.0, le=1.0)  # kernel value at distance 1; None = kernel default
+    k: float = Field(default=3.0, gt=0.0)  # exponential decay rate, per unit of normalised distance
+    sigma: float = Field(default=0.3, gt=0.0)  # gaussian width, normalised distance
+    geometry: Literal["line", "grid"] = "grid"  # grid: inputs at their pixels, hidden units on a square grid
+    metric: Literal["euclidean", "l1"] = "euclidean"
+
+
 class SETConfig(StrictModel):
     """Sparse evolutionary training: after every `interval` epochs (never after the last),
     prune a fraction ζ of each sparse layer's active weights and regrow as many."""
@@ -164,7 +269,9 @@ class SETConfig(StrictModel):
     zeta_schedule: Literal["constant", "cosine"] = "constant"  # cosine: ζ·(1 + cos(π·t))/2, t = progress
     interval: int = Field(default=1, ge=1)  # epochs between evolutions
     prune: Literal["sign", "magnitude"] = "sign"  # sign: ζ of positives and of negatives (reference)
-    regrow: Literal["random", "gradient"] = "random"  # gradient: largest |dL/dW_eff| (RigL), one batch
+    regrow: Literal["random", "gradient", "distance"] = "random"  # gradient: largest |dL/dW_eff| (RigL),
+    #   from the epoch's last batch; distance: random, probability ∝ kernel of distance (see `distance`)
+    distance: DistanceRegrowConfig = Field(default_factory=DistanceRegrowConfig)  # used by regrow: distance
     regrow_init: Literal["uniform", "zero"] = "uniform"  # new weights; uniform on [-scale, scale]
     regrow_scale: float | None = Field(default=None, gt=0.0)  # None: sqrt(6/(n_in + n_out)) (reference)
 

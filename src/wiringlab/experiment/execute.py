@@ -22,6 +22,7 @@ from ..models import build_model, linear_layers
 from ..seeding import make_generator
 from .provenance import provenance
 from .recipe import RunSpec
+from .spatial_hooks import spatial_callbacks, spatial_penalties
 from .store import RunFolder
 
 __all__ = ["execute_run", "resolve_device", "build_callbacks", "build_penalties", "build_run_model", "DatasetCache"]
@@ -69,7 +70,7 @@ def build_callbacks(config, model) -> list:
     from ..engine.topology_log import TopologyLogger
     from ..layers.sparse import SparseLinear
 
-    callbacks = []
+    callbacks = [*spatial_callbacks(config, model)]
     if config.evolution is not None:
         callbacks.append(SETCallback(sparse_layers(model), config.evolution))
     named_sparse = [(f"linear{i}", layer) for i, layer in enumerate(linear_layers(model))
@@ -81,7 +82,7 @@ def build_callbacks(config, model) -> list:
 
 def build_penalties(config, model) -> list:
     """Loss terms the config asks for beyond L1 (which the engine handles)."""
-    return []
+    return [*spatial_penalties(config, model)]
 
 
 @torch.no_grad()

@@ -3,8 +3,10 @@
 from .dropout import SeededDropout
 from .factory import LAYER_BUILDERS, LayerSite, make_linear
 from .sparse import SparseLinear
+from .spatial import SpatialLinear
 
-__all__ = ["SeededDropout", "SparseLinear", "LayerSite", "make_linear", "LAYER_BUILDERS", "effective_weight"]
+__all__ = ["SeededDropout", "SparseLinear", "SpatialLinear", "LayerSite", "make_linear", "LAYER_BUILDERS",
+           "effective_weight"]
 
 
 def effective_weight(layer):

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .sparse import build_sparse_linear
+from .spatial_build import build_spatial_linear
 
 __all__ = ["LayerSite", "make_linear", "LAYER_BUILDERS"]
 
@@ -46,6 +47,7 @@ def _build_linear(config, site: LayerSite, device, dtype) -> nn.Module:
 LAYER_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "linear": _build_linear,
     "sparse": build_sparse_linear,
+    "spatial": build_spatial_linear,
 }
 
 

@@ -135,3 +135,19 @@ def test_distance_regrowth_from_config_grows_short_connections():
     mean_distance = lambda m: float((distance * m).sum() / m.sum())  # noqa: E731
     assert [float(c.sum()) for c in counts] == [float(counts[0].sum())] * 5
     assert mean_distance(layer.mask) < 0.8 * mean_distance(random_layer.mask)
+
+
+def test_minmax_normalisation_keeps_blank_pixels_exactly_zero():
+    from wiringlab.data import Dataset
+    from wiringlab.engine import to_device_data
+    from wiringlab.experiment.config import DataConfig
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (6, 1, 4, 4), generator=g, dtype=torch.uint8)
+    x[:, :, 0, :] = 0  # a blank top row
+    x[0, 0, 1, 1], x[1, 0, 1, 2] = 0, 255
+    y = torch.arange(6) % 2
+    dataset = Dataset("t", x, y, x.clone(), y.clone(), (1, 4, 4), ("a", "b"), "", "generated")
+    data = to_device_data(dataset, DataConfig(name="synthetic", normalize="minmax"), torch.device("cpu"))
+    assert torch.equal(data.x_train, x.float() / 255)
+    assert data.x_train[:, :, 0, :].eq(0).all()

@@ -1,25 +1,20 @@
 """Run a recipe's sweep: skip finished runs, execute the rest, write the summary.
 
-Runs are independent, so the order of execution never changes a number. With
-`workers > 1`, runs go to a pool of spawned processes with one torch thread each
-(two single-threaded runs beat one two-threaded run on small models: less
-synchronisation per matmul).
+Where the runs execute is an executor's business (`executors.py`: in this process, a
+process pool, or Ray); a sweep only decides what is pending and collects what finished,
+so a killed sweep resumes the same way whichever executor ran it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..data import load_dataset
-from .config import RunConfig
-from .execute import DatasetCache, execute_run
+from .executors import make_executor
 from .recipe import Recipe, RunSpec
 from .store import RunFolder, write_json
 
@@ -48,49 +43,27 @@ def check_datasets(specs: list[RunSpec]) -> None:
             load_dataset(data.name, path=data.path, **data.options)
 
 
-def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _execute_in_worker(spec_json: dict, out_dir: str) -> dict:
-    config = RunConfig.model_validate(spec_json["config"])
-    spec = RunSpec(spec_json["run_id"], spec_json["label"], spec_json["seed"], config, spec_json["axes"])
-    return execute_run(spec, Path(out_dir))
-
-
-def _spec_json(spec: RunSpec) -> dict:
-    return {"run_id": spec.run_id, "label": spec.label, "seed": spec.seed,
-            "axes": spec.axes, "config": spec.config.model_dump(mode="json")}
-
-
-def _run_pending(pending: list[RunSpec], out_dir: Path, workers: int) -> None:
-    bar = tqdm(total=len(pending), desc="runs", disable=None)
-    if workers <= 1:
-        cache = DatasetCache()
-        for spec in pending:
-            summary = execute_run(spec, out_dir, cache)
-            bar.update(1)
-            bar.set_postfix(last=summary["status"])
-    else:
-        ctx = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = [pool.submit(_execute_in_worker, _spec_json(s), str(out_dir)) for s in pending]
-            for future in as_completed(futures):
-                future.result()
-                bar.update(1)
+def _run_pending(pending: list[RunSpec], out_dir: Path, executor) -> None:
+    bar = tqdm(total=len(pending), desc=f"runs ({executor.name})", disable=None)
+    for summary in executor.map(pending, out_dir):
+        bar.update(1)
+        bar.set_postfix(last=summary["status"])
     bar.close()
 
 
-def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: int = 1) -> SweepResult:
+def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: int = 1,
+              executor=None, overrides=()) -> SweepResult:
     """Execute every unfinished run of `specs` and collect all summaries.
 
     Args:
         recipe: the recipe (its name, question and baseline go into recipe.json).
         specs: the expanded runs (`recipe.expand`).
         out_dir: the results folder.
-        workers: processes to spread runs over (1 = in this process).
+        workers: processes to spread runs over (1 = in this process); ignored when
+            `executor` is given.
+        executor: where runs execute (`executors.make_executor`); default from `workers`.
+        overrides: the (key, value) pairs `specs` were expanded with (--set, --epochs),
+            recorded in recipe.json so the report shows the recipe as run.
 
     Returns:
         A `SweepResult`; summaries of runs that failed carry status "failed".
@@ -98,6 +71,8 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "recipe.json", {**recipe.model_dump(mode="json"),
+                                         "overrides": {key: value for key, value in overrides},
+                                         "seeds_run": sorted({s.seed for s in specs}),
                                          "run_ids": [s.run_id for s in specs]})
     folders = {s.run_id: RunFolder(out_dir / "runs" / s.run_id) for s in specs}
     pending = [s for s in specs if not folders[s.run_id].finished()]
@@ -106,6 +81,6 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
         log.info("resuming: %d of %d runs already finished", len(skipped), len(specs))
     if pending:
         check_datasets(pending)
-        _run_pending(pending, out_dir, max(1, min(workers, len(pending), os.cpu_count() or 1)))
+        _run_pending(pending, out_dir, executor or make_executor("auto", workers=workers))
     summaries = [folders[s.run_id].read_summary() for s in specs]
     return SweepResult(out_dir, summaries, [s.run_id for s in pending], skipped)

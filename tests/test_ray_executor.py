@@ -78,6 +78,18 @@ def test_missing_ray_is_a_clear_error(monkeypatch):
         make_executor("inprocess", address="127.0.0.1:6379")
 
 
+@pytest.mark.parametrize("cluster_gpus,device,expected", [(0, "auto", 0), (1, "auto", 0.25), (1, "cpu", 0),
+                                                         (8, "cuda", 0.25)])
+def test_tasks_ask_for_one_cpu_and_a_gpu_share_when_there_are_gpus(cluster_gpus, device, expected):
+    recipe, (spec, _) = _quickstart()
+    spec = type(spec)(spec.run_id, spec.label, spec.seed,
+                      spec.config.model_copy(update={"train": spec.config.train.model_copy(update={"device": device})}),
+                      spec.axes)
+    options = RayExecutor().task_options(spec, cluster_gpus)
+    assert options["num_cpus"] == 1 and options["num_gpus"] == expected
+    assert options["max_retries"] == 0  # the driver retries, and counts the attempts
+
+
 @needs_ray
 class TestLocalCluster:
     @pytest.fixture(scope="class", autouse=True)

@@ -38,6 +38,11 @@ def _extra_section(out_dir, recipe, summaries):
     return EXTRA_MARKDOWN, {"extra_heatmap": save_figure(fig, out_dir / "figures" / "extra" / "heatmap.png")}
 
 
+def _nothing_here(out_dir, recipe, summaries):
+    """A section for run types this folder does not have."""
+    return "", {}
+
+
 class _Page(HTMLParser):
     def __init__(self):
         super().__init__()
@@ -89,7 +94,7 @@ def folder(quickstart_folder, tmp_path_factory):
     ax.plot([0, 1], [1, 0])
     save_figure(fig, out / "figures" / "orphan.png")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(report_build, "REPORT_SECTIONS", [*report_build.REPORT_SECTIONS, _extra_section])
+        mp.setattr(report_build, "REPORT_SECTIONS", [*report_build.REPORT_SECTIONS, _nothing_here, _extra_section])
         assert main(["report", str(out)]) == 0
     return out
 

@@ -161,9 +161,9 @@ class RayExecutor:
         ray.init(address=self.address, log_to_driver=False, **kwargs)
         return True
 
-    def _options(self, ray, spec: RunSpec) -> dict:
-        has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-        wants_gpu = has_gpus and self.gpus_per_run > 0 and spec.config.train.device != "cpu"
+    def task_options(self, spec: RunSpec, cluster_gpus: float) -> dict:
+        """Ray options of `spec`'s task on a cluster with `cluster_gpus` GPUs in all."""
+        wants_gpu = cluster_gpus > 0 and self.gpus_per_run > 0 and spec.config.train.device != "cpu"
         # max_retries=0: the driver retries, so a retry is counted and recorded the same way
         # whether the task raised, its worker died, or its run ended "failed".
         return {"num_cpus": self.cpus_per_run, "num_gpus": self.gpus_per_run if wants_gpu else 0,
@@ -175,10 +175,11 @@ class RayExecutor:
         started = self._connect(ray)
         try:
             remote = ray.remote(self.task)
+            cluster_gpus = ray.cluster_resources().get("GPU", 0)
             pending: dict = {}
 
             def submit(spec: RunSpec, attempt: int) -> None:
-                ref = remote.options(**self._options(ray, spec)).remote(
+                ref = remote.options(**self.task_options(spec, cluster_gpus)).remote(
                     spec_to_json(spec), str(out_dir), self.cpus_per_run)
                 pending[ref] = (spec, attempt, time.perf_counter())
 

@@ -244,6 +244,7 @@ def render_report_html(out_dir: Path, recipe: dict, summaries: list[dict], table
 
     figures = FigureEmbedder(out_dir)
     statuses = Counter(s["status"] for s in summaries)
+    sections = [s for s in sections if s.markdown.strip() or s.figures]  # ("", {}): nothing for this folder
     analysis = [_analysis_section(i, s, figures) for i, s in enumerate(sections)]
     nav = [("recipe", "Recipe"), ("results", "Results"), ("comparisons", "Comparisons")]
     nav += [(f"section-{i}", s.name) for i, s in enumerate(sections)]

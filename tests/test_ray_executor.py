@@ -145,6 +145,7 @@ class TestLocalCluster:
         assert attempts == {crash: 2, flaky: 2, failed_once: 2, healthy: 1}  # exactly one retry
         assert by_id[crash]["status"] == "failed" and by_id[crash]["attempts"] == 2
         assert "Worker" in by_id[crash]["error"] or "died" in by_id[crash]["error"], by_id[crash]["error"]
+        assert by_id[crash]["traceback"]  # Ray's full account of the failure is kept
         for run_id, tries in [(flaky, 2), (failed_once, 2), (healthy, 1)]:
             assert by_id[run_id]["status"] == "completed" and by_id[run_id]["attempts"] == tries
             assert by_id[run_id]["final"]["test_acc"] > 0.1  # trained (chance is 0.1)

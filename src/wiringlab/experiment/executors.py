@@ -66,8 +66,9 @@ def run_spec_json(spec_json: dict, out_dir: str, num_threads: int | None = None)
     return execute_run(spec_from_json(spec_json), Path(out_dir))
 
 
-def _record_failure(spec: RunSpec, out_dir: Path, error: str, wall: float, attempts: int = 1) -> dict:
-    summary = failed_summary(spec, error, "", wall)
+def _record_failure(spec: RunSpec, out_dir: Path, error: str, wall: float, attempts: int = 1,
+                    detail: str = "") -> dict:
+    summary = failed_summary(spec, error, detail, wall)
     summary["attempts"] = attempts
     RunFolder(Path(out_dir) / "runs" / spec.run_id).write_summary(summary)
     return summary
@@ -188,30 +189,34 @@ class RayExecutor:
             while pending:
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
                 spec, attempt, start = pending.pop(ref)
-                summary, error = self._outcome(ray, ref)
+                summary, error, detail = self._outcome(ray, ref)
                 if error is not None and attempt <= self.retries:
                     log.warning("run %s failed on attempt %d (%s); retrying", spec.run_id, attempt, error)
                     submit(spec, attempt + 1)
                     continue
-                yield self._record(spec, out_dir, summary, error, attempt, time.perf_counter() - start)
+                yield self._record(spec, out_dir, summary, (error, detail), attempt, time.perf_counter() - start)
         finally:
             if started:
                 ray.shutdown()
 
     @staticmethod
-    def _outcome(ray, ref) -> tuple[dict | None, str | None]:
+    def _outcome(ray, ref) -> tuple[dict | None, str | None, str]:
+        """(summary or None, the error in one line or None, the full error text)."""
         try:
             summary = ray.get(ref)
         except Exception as err:  # the task raised or its worker died: retried or recorded
-            return None, f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-        return summary, (summary.get("error") or "run failed") if summary.get("status") == "failed" else None
+            text = str(err).strip()
+            return None, f"{type(err).__name__}: {text.splitlines()[-1] if text else ''}", text
+        if summary.get("status") == "failed":
+            return summary, summary.get("error") or "run failed", summary.get("traceback", "")
+        return summary, None, ""
 
     @staticmethod
-    def _record(spec, out_dir: Path, summary, error, attempts: int, wall: float) -> dict:
+    def _record(spec, out_dir: Path, summary, error: tuple[str | None, str], attempts: int, wall: float) -> dict:
         """The driver writes the final summary (with its attempt count) into the run folder."""
         if summary is None:
-            log.error("run %s failed after %d attempts: %s", spec.run_id, attempts, error)
-            return _record_failure(spec, out_dir, error, wall, attempts)
+            log.error("run %s failed after %d attempts: %s", spec.run_id, attempts, error[0])
+            return _record_failure(spec, out_dir, error[0], wall, attempts, detail=error[1])
         folder = RunFolder(out_dir / "runs" / spec.run_id)
         if not (folder.path / "config.yaml").exists():
             log.warning("run %s was written on another node (%s); put --out on a filesystem every node "

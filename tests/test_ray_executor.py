@@ -4,7 +4,8 @@ and joined by address, as a user would point `--address` at an existing cluster.
 
 The quickstart recipe (1 epoch, seed 0) through Ray gives the same final metrics per run
 id as the in-process executor; resume skips finished runs; a task that raises or whose
-worker dies is retried once and then recorded as failed while the sweep goes on.
+worker dies is retried once, and so is a run of a stack that ends "failed"; then they
+are recorded as failed while the sweep goes on.
 
 The head node is stopped by signalling the process group this test started (not with
 `ray stop`, which would kill every Ray process of the machine, including other test
@@ -29,7 +30,7 @@ import torch
 from wiringlab.cli import main
 from wiringlab.experiment import expand, load_recipe, run_sweep
 from wiringlab.experiment.errors import MissingExtraError
-from wiringlab.experiment.executors import InProcessExecutor, RayExecutor, make_executor, run_spec_json
+from wiringlab.experiment.executors import InProcessExecutor, RayExecutor, make_executor, run_group_json
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
@@ -81,11 +82,11 @@ def test_missing_ray_is_a_clear_error(monkeypatch):
 @pytest.mark.parametrize("cluster_gpus,device,expected", [(0, "auto", 0), (1, "auto", 0.25), (1, "cpu", 0),
                                                          (8, "cuda", 0.25)])
 def test_tasks_ask_for_one_cpu_and_a_gpu_share_when_there_are_gpus(cluster_gpus, device, expected):
-    recipe, (spec, _) = _quickstart()
+    _, (spec, *_) = _quickstart()
     spec = type(spec)(spec.run_id, spec.label, spec.seed,
                       spec.config.model_copy(update={"train": spec.config.train.model_copy(update={"device": device})}),
                       spec.axes)
-    options = RayExecutor().task_options(spec, cluster_gpus)
+    options = RayExecutor().task_options([spec], cluster_gpus)
     assert options["num_cpus"] == 1 and options["num_gpus"] == expected
     assert options["max_retries"] == 0  # the driver retries, and counts the attempts
 
@@ -114,44 +115,51 @@ class TestLocalCluster:
         mtime = summary_path.stat().st_mtime_ns
         second = run_sweep(recipe, specs, out, executor=RayExecutor())
         assert first.executed == [specs[0].run_id]
-        assert second.skipped == [specs[0].run_id] and second.executed == [specs[1].run_id]
+        assert second.skipped == [specs[0].run_id] and second.executed == [s.run_id for s in specs[1:]]
         assert summary_path.stat().st_mtime_ns == mtime
         third = run_sweep(recipe, specs, out, executor=RayExecutor())
-        assert third.executed == [] and len(third.skipped) == 2
+        assert third.executed == [] and len(third.skipped) == len(specs)
 
     def test_failing_tasks_are_retried_once_then_recorded(self, tmp_path):
-        recipe, specs = _quickstart(seeds=(0, 1))
-        crash, flaky, failed_once, healthy = (s.run_id for s in specs)
+        recipe, specs = _quickstart(seeds=(0, 1))  # 3 configs x 2 seeds: 3 stacks of 2 runs
+        crash, transient, partial = dict.fromkeys(s.label for s in specs)
         attempts_dir = str(tmp_path / "attempts")
         os.makedirs(attempts_dir)
 
-        def task(spec_json, out_dir, num_threads):  # defined here, so Ray pickles it by value
-            run_id = spec_json["run_id"]
-            with open(os.path.join(attempts_dir, run_id), "a") as f:
-                f.write(".")
-            with open(os.path.join(attempts_dir, run_id)) as f:
+        def task(group_json, out_dir, num_threads):  # defined here, so Ray pickles it by value
+            for spec_json in group_json:
+                with open(os.path.join(attempts_dir, spec_json["run_id"]), "a") as f:
+                    f.write(".")
+            with open(os.path.join(attempts_dir, group_json[0]["run_id"])) as f:
                 attempt = len(f.read())
-            if run_id == crash:
+            label = group_json[0]["label"]
+            if label == crash:
                 os._exit(1)  # the worker process dies, every time
-            if run_id == flaky and attempt == 1:
+            if label == transient and attempt == 1:
                 raise RuntimeError("injected transient failure")
-            if run_id == failed_once and attempt == 1:
-                return {"run_id": run_id, "status": "failed", "error": "injected failed run"}
-            return run_spec_json(spec_json, out_dir, num_threads)
+            summaries = run_group_json(group_json, out_dir, num_threads)
+            if label == partial and attempt == 1:  # one run of the stack ends "failed"
+                summaries[-1] = {**summaries[-1], "status": "failed", "error": "injected failed run"}
+            return summaries
 
         result = run_sweep(recipe, specs, tmp_path / "out", executor=RayExecutor(task=task))
         by_id = {s["run_id"]: s for s in result.summaries}
         attempts = {p.name: len(p.read_text()) for p in Path(attempts_dir).iterdir()}
-        assert attempts == {crash: 2, flaky: 2, failed_once: 2, healthy: 1}  # exactly one retry
-        assert by_id[crash]["status"] == "failed" and by_id[crash]["attempts"] == 2
-        assert "Worker" in by_id[crash]["error"] or "died" in by_id[crash]["error"], by_id[crash]["error"]
-        assert by_id[crash]["traceback"]  # Ray's full account of the failure is kept
-        for run_id, tries in [(flaky, 2), (failed_once, 2), (healthy, 1)]:
-            assert by_id[run_id]["status"] == "completed" and by_id[run_id]["attempts"] == tries
-            assert by_id[run_id]["final"]["test_acc"] > 0.1  # trained (chance is 0.1)
-        # the failure is on disk and a resumed sweep runs only that run again
+        expected = {s.run_id: 1 if (s.label == partial and s.seed == 0) else 2 for s in specs}
+        assert attempts == expected  # exactly one retry, and only of what failed
+        for spec in specs:
+            summary = by_id[spec.run_id]
+            assert summary["attempts"] == expected[spec.run_id], spec.run_id
+            if spec.label == crash:
+                assert summary["status"] == "failed"
+                assert "Worker" in summary["error"] or "died" in summary["error"], summary["error"]
+                assert summary["traceback"]  # Ray's full account of the failure is kept
+            else:
+                assert summary["status"] == "completed" and summary["final"]["test_acc"] > 0.1  # chance: 0.1
+        # the failures are on disk, and a resumed sweep runs only those runs again
         rerun = run_sweep(recipe, specs, tmp_path / "out", executor=RayExecutor())
-        assert rerun.executed == [crash] and rerun.summaries[0]["status"] == "completed"
+        assert sorted(rerun.executed) == sorted(s.run_id for s in specs if s.label == crash)
+        assert {s["status"] for s in rerun.summaries} == {"completed"}
 
 
 def _free_port() -> int:

@@ -41,7 +41,7 @@ def _cmd_run(args) -> int:
 
         require_tensorboard()
     executor = make_executor(args.executor, workers=args.workers, address=args.address,
-                             gpus_per_run=args.gpus_per_run)
+                             gpus_per_task=args.gpus_per_task)
     recipe = load_recipe(args.recipe)
     overrides = _run_overrides(args)
     specs = expand(recipe, str(args.recipe), overrides, _parse_seeds(args.seeds))
@@ -54,7 +54,8 @@ def _cmd_run(args) -> int:
             print(f"{'done ' if done else 'todo '} {s.run_id}  [{s.label}] seed={s.seed}")
         print(f"{len(specs)} runs -> {out_dir}")
         return 0
-    result = run_sweep(recipe, specs, out_dir, executor=executor, overrides=overrides)
+    result = run_sweep(recipe, specs, out_dir, executor=executor, overrides=overrides,
+                       stack=not args.no_stack)
     paths = build_report(out_dir)
     failed = [s for s in result.summaries if s["status"] == "failed"]
     print(f"{len(result.executed)} runs trained, {len(result.skipped)} already finished, "
@@ -120,10 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where runs execute: auto (in-process, or a process pool with --workers > 1), "
                           "inprocess, pool, or ray (pip install 'wiringlab[ray]')")
     run.add_argument("--address", help="Ray cluster to join, e.g. HEAD_IP:6379 (default: start a local one)")
-    run.add_argument("--gpus-per-run", type=float, default=0.25,
-                     help="GPU share of each Ray task when the cluster has GPUs (default 0.25: 4 runs per GPU)")
+    run.add_argument("--gpus-per-task", type=float, default=0.25,
+                     help="GPU share of each Ray task (one run, or one stack of compatible runs) when the "
+                          "cluster has GPUs (default 0.25: 4 tasks per GPU)")
     run.add_argument("--tensorboard", action="store_true",
                      help="also log per-epoch metrics to runs/<id>/tensorboard/ (pip install 'wiringlab[tensorboard]')")
+    run.add_argument("--no-stack", action="store_true",
+                     help="train every run alone instead of stacking compatible runs into one model")
     run.add_argument("--dry-run", action="store_true", help="list the runs and whether each is done; train nothing")
     run.set_defaults(func=_cmd_run)
 

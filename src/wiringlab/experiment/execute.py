@@ -23,9 +23,11 @@ from ..models import build_model, linear_layers
 from ..seeding import make_generator
 from .provenance import provenance
 from .recipe import RunSpec
+from .spatial_hooks import spatial_callbacks, spatial_penalties
 from .store import RunFolder
 
-__all__ = ["execute_run", "failed_summary", "resolve_device", "build_callbacks", "build_penalties", "build_run_model", "DatasetCache"]
+__all__ = ["execute_run", "finish_run", "fail_run", "failed_summary", "epoch_consumer", "resolve_device",
+           "build_callbacks", "build_penalties", "build_run_model", "DatasetCache"]
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,12 @@ def build_run_model(config, input_shape, num_classes, device) -> torch.nn.Module
 
 def build_callbacks(config, model) -> list:
     """Callbacks the config asks for (schedules, evolution, snapshots)."""
-    return []
+    return [*spatial_callbacks(config, model)]
 
 
 def build_penalties(config, model) -> list:
     """Loss terms the config asks for beyond L1 (which the engine handles)."""
-    return []
+    return [*spatial_penalties(config, model)]
 
 
 @torch.no_grad()
@@ -88,8 +90,9 @@ def _summary(spec: RunSpec, result, device, wall: float) -> dict:
 
 
 @contextlib.contextmanager
-def _epoch_consumers(config, folder: RunFolder):
-    """The `on_epoch` of a run: metrics.jsonl, plus TensorBoard when the config asks for it."""
+def epoch_consumer(config, folder: RunFolder):
+    """The `on_epoch` of a run: append to metrics.jsonl, plus TensorBoard scalars when
+    the config asks for them (`train.tensorboard`); closes the TensorBoard writer on exit."""
     if not config.train.tensorboard:
         yield folder.append_metrics
         return
@@ -107,6 +110,32 @@ def _epoch_consumers(config, folder: RunFolder):
         board.close()
 
 
+def finish_run(spec: RunSpec, folder: RunFolder, model, result, device, wall: float) -> dict:
+    """Write a trained run's weights and summary; return the summary."""
+    if spec.config.save_weights:
+        folder.write_weights(model.state_dict())
+        folder.write_weights(effective_weights(model), "effective_weights.safetensors")
+    summary = _summary(spec, result, device, wall)
+    folder.write_summary(summary)
+    return summary
+
+
+def failed_summary(spec: RunSpec, error: str, traceback_text: str, wall_time_s: float,
+                   device: torch.device | None = None) -> dict:
+    """The summary.json of a run that raised (status "failed": a resumed sweep runs it again)."""
+    return {"run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "axes": spec.axes,
+            "status": "failed", "error": error, "traceback": traceback_text, "wall_time_s": wall_time_s,
+            "provenance": provenance(device or torch.device("cpu"))}
+
+
+def fail_run(spec: RunSpec, folder: RunFolder, err: Exception, device, wall: float) -> dict:
+    """Record a run that raised as status "failed" (retried on the next invocation)."""
+    log.error("run %s failed: %s", spec.run_id, err)
+    summary = failed_summary(spec, f"{type(err).__name__}: {err}", traceback.format_exc(), wall, device)
+    folder.write_summary(summary)
+    return summary
+
+
 def execute_run(spec: RunSpec, out_dir: Path, datasets: DatasetCache | None = None) -> dict:
     """Train `spec` and write its run folder under `out_dir/runs/`. Returns the summary.
 
@@ -122,27 +151,12 @@ def execute_run(spec: RunSpec, out_dir: Path, datasets: DatasetCache | None = No
         dataset = (datasets or DatasetCache()).get(spec.config.data)
         data = to_device_data(dataset, spec.config.data, device)
         model = build_run_model(spec.config, data.input_shape, data.num_classes, device)
-        with _epoch_consumers(spec.config, folder) as on_epoch:
+        with epoch_consumer(spec.config, folder) as on_epoch:
             result = train(
                 model, data, spec.config.train, seed=spec.seed,
                 callbacks=build_callbacks(spec.config, model), penalties=build_penalties(spec.config, model),
                 on_epoch=on_epoch, run_dir=folder.path, description=spec.run_id,
             )
-        if spec.config.save_weights:
-            folder.write_weights(model.state_dict())
-            folder.write_weights(effective_weights(model), "effective_weights.safetensors")
-        summary = _summary(spec, result, device, time.perf_counter() - start)
+        return finish_run(spec, folder, model, result, device, time.perf_counter() - start)
     except Exception as err:  # recorded, not raised: the sweep goes on
-        log.error("run %s failed: %s", spec.run_id, err)
-        summary = failed_summary(spec, f"{type(err).__name__}: {err}", traceback.format_exc(),
-                                 time.perf_counter() - start, device)
-    folder.write_summary(summary)
-    return summary
-
-
-def failed_summary(spec: RunSpec, error: str, traceback_text: str, wall_time_s: float,
-                   device: torch.device | None = None) -> dict:
-    """The summary.json of a run that raised (status "failed": a resumed sweep runs it again)."""
-    return {"run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "axes": spec.axes,
-            "status": "failed", "error": error, "traceback": traceback_text, "wall_time_s": wall_time_s,
-            "provenance": provenance(device or torch.device("cpu"))}
+        return fail_run(spec, folder, err, device, time.perf_counter() - start)

@@ -1,17 +1,20 @@
 """Executors: where the runs of a sweep are trained.
 
-Every executor takes the pending `RunSpec`s and yields each run's summary as it
-finishes; each run writes its own run folder. Runs are independent, so the executor
-never changes a number (up to the float summation order of a different thread count).
+Every executor takes the pending groups of runs (`grouping.group_runs`: a group is one
+run, or compatible runs trained as one stacked model) and yields each group's summaries
+as it finishes; each run writes its own run folder. Runs are independent, so the
+executor never changes a number (up to the float summation order of a different thread
+count).
 
-- `InProcessExecutor`: one run after the other in this process (datasets loaded once).
+- `InProcessExecutor`: one group after the other in this process (datasets loaded once).
 - `PoolExecutor`: spawned processes with one torch thread each (two single-threaded
   runs beat one two-threaded run on small models: less synchronisation per matmul).
-- `RayExecutor`: Ray tasks on a local or remote cluster (`pip install wiringlab[ray]`).
-  A task receives only the run's config as JSON and the results folder's path, and
-  needs `num_cpus` (and a GPU share when the cluster has GPUs); the driver collects
-  the summaries. A task that raises, whose worker dies, or whose run ends "failed" is
-  retried once, then recorded as failed; the sweep goes on.
+- `RayExecutor`: Ray tasks on a local or remote cluster (`pip install wiringlab[ray]`),
+  one per group. A task receives only its runs' configs as JSON and the results
+  folder's path, and needs one CPU (and a GPU share when the cluster has GPUs); the
+  driver collects the summaries. A task that raises or whose worker dies is retried
+  once, as are the runs of a task that end "failed"; then they are recorded as failed
+  and the sweep goes on.
 
 Pitfall (Ray): workers write run folders under the results folder's path on their own
 node, so on a multi-node cluster `--out` must be on a filesystem all nodes share
@@ -31,11 +34,12 @@ from typing import Callable, Iterator
 
 from .config import RunConfig
 from .errors import MissingExtraError
-from .execute import DatasetCache, execute_run, failed_summary
+from .execute import DatasetCache, failed_summary
+from .grouping import execute_group
 from .recipe import RunSpec
 from .store import RunFolder
 
-__all__ = ["spec_to_json", "spec_from_json", "run_spec_json", "InProcessExecutor", "PoolExecutor",
+__all__ = ["spec_to_json", "spec_from_json", "run_group_json", "InProcessExecutor", "PoolExecutor",
            "RayExecutor", "make_executor", "EXECUTORS"]
 
 log = logging.getLogger(__name__)
@@ -54,8 +58,9 @@ def spec_from_json(data: dict) -> RunSpec:
                    data["axes"])
 
 
-def run_spec_json(spec_json: dict, out_dir: str, num_threads: int | None = None) -> dict:
-    """Train one run from its JSON spec, write its folder under `out_dir`, return its summary.
+def run_group_json(group_json: list[dict], out_dir: str, num_threads: int | None = None) -> list[dict]:
+    """Train a group of runs from their JSON specs (stacked when they are compatible),
+    write their folders under `out_dir`, return their summaries.
 
     This is the whole of a worker's job (pool process or Ray task).
     """
@@ -63,7 +68,7 @@ def run_spec_json(spec_json: dict, out_dir: str, num_threads: int | None = None)
         import torch
 
         torch.set_num_threads(num_threads)
-    return execute_run(spec_from_json(spec_json), Path(out_dir))
+    return execute_group([spec_from_json(s) for s in group_json], Path(out_dir))
 
 
 def _record_failure(spec: RunSpec, out_dir: Path, error: str, wall: float, attempts: int = 1,
@@ -74,15 +79,18 @@ def _record_failure(spec: RunSpec, out_dir: Path, error: str, wall: float, attem
     return summary
 
 
+Group = list[RunSpec]
+
+
 class InProcessExecutor:
-    """Runs one after the other in this process, sharing loaded datasets."""
+    """Groups one after the other in this process, sharing loaded datasets."""
 
     name = "inprocess"
 
-    def map(self, specs: list[RunSpec], out_dir: Path) -> Iterator[dict]:
+    def map(self, groups: list[Group], out_dir: Path) -> Iterator[list[dict]]:
         cache = DatasetCache()
-        for spec in specs:
-            yield execute_run(spec, Path(out_dir), cache)
+        for group in groups:
+            yield execute_group(group, Path(out_dir), cache)
 
 
 def _pool_init() -> None:
@@ -95,7 +103,8 @@ class PoolExecutor:
     """Spawned worker processes, one torch thread each.
 
     Args:
-        workers: processes (capped by the number of runs).
+        workers: processes (capped by the number of groups; a single group runs in
+            this process, where spawning would only add start-up time).
     """
 
     name = "pool"
@@ -103,20 +112,23 @@ class PoolExecutor:
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
 
-    def map(self, specs: list[RunSpec], out_dir: Path) -> Iterator[dict]:
+    def map(self, groups: list[Group], out_dir: Path) -> Iterator[list[dict]]:
+        workers = min(self.workers, len(groups))
+        if workers <= 1:
+            yield from InProcessExecutor().map(groups, out_dir)
+            return
         ctx = get_context("spawn")
-        workers = min(self.workers, len(specs)) or 1
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init) as pool:
-            futures = {pool.submit(run_spec_json, spec_to_json(s), str(out_dir)): (s, time.perf_counter())
-                       for s in specs}
+            futures = {pool.submit(run_group_json, [spec_to_json(s) for s in g], str(out_dir)):
+                       (g, time.perf_counter()) for g in groups}
             for future in as_completed(futures):
-                spec, start = futures[future]
+                group, start = futures[future]
                 try:
                     yield future.result()
                 except Exception as err:  # a worker died: record it, the sweep goes on
-                    log.error("run %s: worker failed: %s", spec.run_id, err)
-                    yield _record_failure(spec, out_dir, f"{type(err).__name__}: {err}",
-                                          time.perf_counter() - start)
+                    log.error("runs %s: worker failed: %s", [s.run_id for s in group], err)
+                    yield [_record_failure(s, out_dir, f"{type(err).__name__}: {err}", time.perf_counter() - start)
+                           for s in group]
 
 
 def _import_ray():
@@ -129,27 +141,27 @@ def _import_ray():
 
 
 class RayExecutor:
-    """Ray tasks, one per run, on a local or existing cluster.
+    """Ray tasks, one per group of runs, on a local or existing cluster.
 
     Args:
         address: a cluster to join ("HEAD_IP:6379", "auto"); None starts a local
             cluster unless this process is already connected or RAY_ADDRESS is set.
-        cpus_per_run: `num_cpus` of each task, also its torch thread count.
-        gpus_per_run: the GPU share of a task when the cluster has GPUs (0.25: four
-            runs per GPU); runs whose config says device "cpu" ask for none.
-        retries: extra attempts for a task that fails before it is recorded as failed.
+        cpus_per_task: `num_cpus` of each task, also its torch thread count.
+        gpus_per_task: the GPU share of a task when the cluster has GPUs (0.25: four
+            tasks per GPU); groups whose config says device "cpu" ask for none.
+        retries: extra attempts for a task (or a run) that fails before it is recorded.
         local_cpus: CPUs of a local cluster this executor starts (None: all).
-        task: the function a task runs, `(spec_json, out_dir, num_threads) -> summary`;
+        task: the function a task runs, `(group_json, out_dir, num_threads) -> summaries`;
             replaceable (tests inject failures through it). Pitfall: it is pickled to the
             workers, so it must be importable there or defined in a function.
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, *, cpus_per_run: int = 1, gpus_per_run: float = 0.25,
+    def __init__(self, address: str | None = None, *, cpus_per_task: int = 1, gpus_per_task: float = 0.25,
                  retries: int = 1, local_cpus: int | None = None,
-                 task: Callable[[dict, str, int | None], dict] = run_spec_json) -> None:
-        self.address, self.cpus_per_run, self.gpus_per_run = address, cpus_per_run, gpus_per_run
+                 task: Callable[[list[dict], str, int | None], list[dict]] = run_group_json) -> None:
+        self.address, self.cpus_per_task, self.gpus_per_task = address, cpus_per_task, gpus_per_task
         self.retries, self.local_cpus, self.task = retries, local_cpus, task
 
     def _connect(self, ray) -> bool:
@@ -162,15 +174,17 @@ class RayExecutor:
         ray.init(address=self.address, log_to_driver=False, **kwargs)
         return True
 
-    def task_options(self, spec: RunSpec, cluster_gpus: float) -> dict:
-        """Ray options of `spec`'s task on a cluster with `cluster_gpus` GPUs in all."""
-        wants_gpu = cluster_gpus > 0 and self.gpus_per_run > 0 and spec.config.train.device != "cpu"
+    def task_options(self, group: Group, cluster_gpus: float) -> dict:
+        """Ray options of `group`'s task on a cluster with `cluster_gpus` GPUs in all.
+        The runs of a group share their device (it is not a member value)."""
+        wants_gpu = cluster_gpus > 0 and self.gpus_per_task > 0 and group[0].config.train.device != "cpu"
+        name = f"wiringlab:{group[0].run_id}" + (f"+{len(group) - 1}" if len(group) > 1 else "")
         # max_retries=0: the driver retries, so a retry is counted and recorded the same way
-        # whether the task raised, its worker died, or its run ended "failed".
-        return {"num_cpus": self.cpus_per_run, "num_gpus": self.gpus_per_run if wants_gpu else 0,
-                "max_retries": 0, "retry_exceptions": False, "name": f"wiringlab:{spec.run_id}"}
+        # whether the task raised, its worker died, or some of its runs ended "failed".
+        return {"num_cpus": self.cpus_per_task, "num_gpus": self.gpus_per_task if wants_gpu else 0,
+                "max_retries": 0, "retry_exceptions": False, "name": name}
 
-    def map(self, specs: list[RunSpec], out_dir: Path) -> Iterator[dict]:
+    def map(self, groups: list[Group], out_dir: Path) -> Iterator[list[dict]]:
         ray = _import_ray()
         out_dir = Path(out_dir).resolve()  # workers do not share the driver's working directory
         started = self._connect(ray)
@@ -179,44 +193,50 @@ class RayExecutor:
             cluster_gpus = ray.cluster_resources().get("GPU", 0)
             pending: dict = {}
 
-            def submit(spec: RunSpec, attempt: int) -> None:
-                ref = remote.options(**self.task_options(spec, cluster_gpus)).remote(
-                    spec_to_json(spec), str(out_dir), self.cpus_per_run)
-                pending[ref] = (spec, attempt, time.perf_counter())
+            def submit(group: Group, attempt: int) -> None:
+                ref = remote.options(**self.task_options(group, cluster_gpus)).remote(
+                    [spec_to_json(s) for s in group], str(out_dir), self.cpus_per_task)
+                pending[ref] = (group, attempt, time.perf_counter())
 
-            for spec in specs:
-                submit(spec, 1)
+            for group in groups:
+                submit(group, 1)
             while pending:
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
-                spec, attempt, start = pending.pop(ref)
-                summary, error, detail = self._outcome(ray, ref)
-                if error is not None and attempt <= self.retries:
-                    log.warning("run %s failed on attempt %d (%s); retrying", spec.run_id, attempt, error)
-                    submit(spec, attempt + 1)
-                    continue
-                yield self._record(spec, out_dir, summary, (error, detail), attempt, time.perf_counter() - start)
+                group, attempt, start = pending.pop(ref)
+                done, retry = self._collect(ray, ref, group, attempt, out_dir, time.perf_counter() - start)
+                if retry:
+                    submit(retry, attempt + 1)
+                if done:
+                    yield done
         finally:
             if started:
                 ray.shutdown()
 
-    @staticmethod
-    def _outcome(ray, ref) -> tuple[dict | None, str | None, str]:
-        """(summary or None, the error in one line or None, the full error text)."""
+    def _collect(self, ray, ref, group: Group, attempt: int, out_dir: Path, wall: float):
+        """(summaries recorded now, runs to submit again) of a finished task."""
+        may_retry = attempt <= self.retries
         try:
-            summary = ray.get(ref)
-        except Exception as err:  # the task raised or its worker died: retried or recorded
+            returned = {s["run_id"]: s for s in ray.get(ref)}
+        except Exception as err:  # the task raised or its worker died: every run of it failed
             text = str(err).strip()
-            return None, f"{type(err).__name__}: {text.splitlines()[-1] if text else ''}", text
-        if summary.get("status") == "failed":
-            return summary, summary.get("error") or "run failed", summary.get("traceback", "")
-        return summary, None, ""
+            error = f"{type(err).__name__}: {text.splitlines()[-1] if text else ''}"
+            if may_retry:
+                log.warning("task of %s failed on attempt %d (%s); retrying", group[0].run_id, attempt, error)
+                return [], group
+            log.error("runs %s failed after %d attempts: %s", [s.run_id for s in group], attempt, error)
+            return [_record_failure(s, out_dir, error, wall, attempt, detail=text) for s in group], []
+        failed = [s for s in group if returned.get(s.run_id, {}).get("status", "failed") == "failed"]
+        retry = failed if may_retry else []
+        if retry:
+            log.warning("runs %s failed on attempt %d; retrying", [s.run_id for s in retry], attempt)
+        done = [self._record(s, out_dir, returned.get(s.run_id), attempt, wall) for s in group if s not in retry]
+        return done, retry
 
     @staticmethod
-    def _record(spec, out_dir: Path, summary, error: tuple[str | None, str], attempts: int, wall: float) -> dict:
+    def _record(spec: RunSpec, out_dir: Path, summary: dict | None, attempts: int, wall: float) -> dict:
         """The driver writes the final summary (with its attempt count) into the run folder."""
         if summary is None:
-            log.error("run %s failed after %d attempts: %s", spec.run_id, attempts, error[0])
-            return _record_failure(spec, out_dir, error[0], wall, attempts, detail=error[1])
+            return _record_failure(spec, out_dir, "the task returned no summary for this run", wall, attempts)
         folder = RunFolder(out_dir / "runs" / spec.run_id)
         if not (folder.path / "config.yaml").exists():
             log.warning("run %s was written on another node (%s); put --out on a filesystem every node "
@@ -228,7 +248,7 @@ class RayExecutor:
 
 
 def make_executor(name: str = "auto", *, workers: int = 1, address: str | None = None,
-                  gpus_per_run: float = 0.25):
+                  gpus_per_task: float = 0.25):
     """The executor called `name` ("auto": in-process for one worker, else a process pool).
 
     Raises:
@@ -241,7 +261,7 @@ def make_executor(name: str = "auto", *, workers: int = 1, address: str | None =
         raise ValueError("--address is the address of a Ray cluster; use it with --executor ray")
     if name == "ray":
         _import_ray()
-        return RayExecutor(address, gpus_per_run=gpus_per_run, local_cpus=workers if workers > 1 else None)
+        return RayExecutor(address, gpus_per_task=gpus_per_task, local_cpus=workers if workers > 1 else None)
     if name == "pool" or (name == "auto" and workers > 1):
         return PoolExecutor(min(workers, os.cpu_count() or 1))
     return InProcessExecutor()

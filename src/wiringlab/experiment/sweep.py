@@ -1,8 +1,12 @@
 """Run a recipe's sweep: skip finished runs, execute the rest, write the summary.
 
-Where the runs execute is an executor's business (`executors.py`: in this process, a
-process pool, or Ray); a sweep only decides what is pending and collects what finished,
-so a killed sweep resumes the same way whichever executor ran it.
+Runs are independent, so the order of execution never changes a number. Compatible
+runs (the seeds of a config, configs differing only in optimizer values) are trained
+as one stacked model (`grouping`); stacked members match members trained alone to
+float rounding (tests/test_stacked.py). Where the groups execute is an executor's
+business (`executors.py`: in this process, a process pool, or Ray); a sweep only
+decides what is pending and collects what finished, so a killed sweep resumes the
+same way whichever executor ran it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data import load_dataset
 from .executors import make_executor
+from .grouping import group_runs
 from .recipe import Recipe, RunSpec
 from .store import RunFolder, write_json
 
@@ -43,25 +48,26 @@ def check_datasets(specs: list[RunSpec]) -> None:
             load_dataset(data.name, path=data.path, **data.options)
 
 
-def _run_pending(pending: list[RunSpec], out_dir: Path, executor) -> None:
-    bar = tqdm(total=len(pending), desc=f"runs ({executor.name})", disable=None)
-    for summary in executor.map(pending, out_dir):
-        bar.update(1)
-        bar.set_postfix(last=summary["status"])
+def _run_pending(groups: list[list[RunSpec]], out_dir: Path, executor) -> None:
+    bar = tqdm(total=sum(len(g) for g in groups), desc=f"runs ({executor.name})", disable=None)
+    for summaries in executor.map(groups, out_dir):
+        bar.update(len(summaries))
+        bar.set_postfix(last=summaries[-1]["status"])
     bar.close()
 
 
 def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: int = 1,
-              executor=None, overrides=()) -> SweepResult:
+              stack: bool = True, executor=None, overrides=()) -> SweepResult:
     """Execute every unfinished run of `specs` and collect all summaries.
 
     Args:
         recipe: the recipe (its name, question and baseline go into recipe.json).
         specs: the expanded runs (`recipe.expand`).
         out_dir: the results folder.
-        workers: processes to spread runs over (1 = in this process); ignored when
-            `executor` is given.
-        executor: where runs execute (`executors.make_executor`); default from `workers`.
+        workers: processes to spread runs (or stacks) over (1 = in this process);
+            ignored when `executor` is given.
+        stack: train compatible runs as one stacked model (`grouping.group_runs`).
+        executor: where groups execute (`executors.make_executor`); default from `workers`.
         overrides: the (key, value) pairs `specs` were expanded with (--set, --epochs),
             recorded in recipe.json so the report shows the recipe as run.
 
@@ -81,6 +87,7 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
         log.info("resuming: %d of %d runs already finished", len(skipped), len(specs))
     if pending:
         check_datasets(pending)
-        _run_pending(pending, out_dir, executor or make_executor("auto", workers=workers))
+        groups = group_runs(pending) if stack else [[s] for s in pending]
+        _run_pending(groups, out_dir, executor or make_executor("auto", workers=workers))
     summaries = [folders[s.run_id].read_summary() for s in specs]
     return SweepResult(out_dir, summaries, [s.run_id for s in pending], skipped)

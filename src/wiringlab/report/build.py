@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from ..experiment.store import RunFolder, atomic_write_text, read_json
 from .figures import plot_learning_curves
 from .html import ReportSection, write_report_html
+from .spatial import epochs_to_threshold_section, kernel_section, sparsity_section
 from .table import compute_tables, group_by_label, render_markdown, write_summary_csv
 
 __all__ = ["build_report", "load_results", "REPORT_SECTIONS"]
@@ -51,10 +53,14 @@ def _learning_curves(out_dir: Path, recipe: dict, summaries: list[dict]) -> tupl
 # Each section reads the results folder and returns (markdown appended to table.md,
 # {name: figure path}). Analyses of a run type add their section here; a section that
 # has nothing to say for a folder returns ("", {}).
-REPORT_SECTIONS = [_learning_curves]
+REPORT_SECTIONS = [_learning_curves, epochs_to_threshold_section, kernel_section, sparsity_section]
 
 
-def _section_name(section) -> str:
+def _section_name(section, markdown: str) -> str:
+    """The section's first Markdown heading, else its function's name made readable."""
+    heading = re.search(r"^#{1,6}\s+(.+?)\s*#*\s*$", markdown, re.M)
+    if heading:
+        return heading.group(1)
     return getattr(section, "__name__", type(section).__name__).strip("_").replace("_", " ").capitalize()
 
 
@@ -79,7 +85,7 @@ def build_report(out_dir: Path) -> dict[str, Path]:
     sections = []
     for section in REPORT_SECTIONS:
         markdown, figures = section(out_dir, recipe, summaries)
-        sections.append(ReportSection(_section_name(section), markdown, dict(figures)))
+        sections.append(ReportSection(_section_name(section, markdown), markdown, dict(figures)))
         paths.update(figures)
     tables = compute_tables(recipe, summaries)
     atomic_write_text(paths["table"], render_markdown(tables) + "".join(s.markdown for s in sections))

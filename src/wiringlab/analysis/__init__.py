@@ -1,0 +1,1 @@
+"""Analyses: tensors and numbers in, numbers and arrays out; no I/O, no global state."""

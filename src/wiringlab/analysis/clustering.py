@@ -175,10 +175,12 @@ class ClusteringComparison:
 
 
 def _driver(overall: WelchResult, per_class) -> int | None:
-    sign = math.copysign(1.0, overall.statistic) if math.isfinite(overall.statistic) else 0.0
-    scores = [r.statistic * sign if sign and math.isfinite(r.statistic) else -math.inf for r in per_class]
-    best = int(np.argmax(scores)) if scores else 0
-    return best if scores and scores[best] > 0 else None
+    if not math.isfinite(overall.statistic) or overall.statistic == 0:
+        return None
+    sign = math.copysign(1.0, overall.statistic)
+    scores = [sign * r.statistic if math.isfinite(r.statistic) else -math.inf for r in per_class]
+    best = max(range(len(scores)), key=scores.__getitem__, default=None)
+    return best if best is not None and scores[best] > 0 else None
 
 
 def compare_over_images(variance_a: torch.Tensor, labels_a: torch.Tensor, variance_b: torch.Tensor,

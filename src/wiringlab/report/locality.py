@@ -116,8 +116,7 @@ def _analyse(out_dir: Path, runs: list, datasets: DatasetCache) -> dict[int, dic
         net["num_classes"] = data.num_classes
         net["variance"] = spatial_variance(net["output"])  # (N,), cells²
         net["class_variance"] = torch.stack([
-            torch.stack([spatial_variance(net["output"][net["labels"] == c]).nanmean()
-                         for c in range(data.num_classes)]),
+            torch.stack([net["variance"][net["labels"] == c].nanmean() for c in range(data.num_classes)]),
             class_variances(net["output"], net["labels"], data.num_classes, centered=True),
         ])  # (2, C): mean per-image variance per class; centered class-mean map variance
         networks[run["seed"]] = net

@@ -24,7 +24,9 @@ __all__ = [
     "SharpenScheduleConfig",
     "ScheduleConfig",
     "SpatialLayerConfig",
+    "LocalityLayerConfig",
     "LayerConfig",
+    "PriorBlockConfig",
     "MLPConfig",
     "LeNetConfig",
     "ModelConfig",
@@ -162,8 +164,18 @@ class SpatialLayerConfig(StrictModel):
         return self
 
 
+class LocalityLayerConfig(StrictModel):
+    """A `LocalityLinear`: W_eff = P ⊙ W with the locality prior P = 1 - (d/d_max)^p, inputs and
+    outputs each on their most-square 2-D grid, no wrap-around (see `wiringlab.locality`)."""
+
+    type: Literal["locality"] = "locality"
+    p: float = Field(default=1.0, gt=0.0)  # exponent of distance: 1 linear, 0.5 sqrt, 2 quadratic
+    rescale: Literal["none", "row"] = "none"  # row: each row of P scaled to sum n_in (input gain kept)
+    metric: Literal["euclidean", "l1"] = "euclidean"  # distance on the grid
+
+
 # Prior and sparse layer configs join this union (discriminated by `type`).
-LayerConfig = Annotated[Union[LinearLayerConfig, SparseLayerConfig, SpatialLayerConfig],
+LayerConfig = Annotated[Union[LinearLayerConfig, SparseLayerConfig, SpatialLayerConfig, LocalityLayerConfig],
                         Field(discriminator="type")]
 
 Activation = Literal["relu", "tanh", "gelu", "sigmoid", "identity"]
@@ -178,16 +190,37 @@ def _default_tag(value, tag: str, default: str):
     return value
 
 
+def _layer_tags(data, keys):
+    if isinstance(data, dict):
+        data = dict(data)
+        for key in keys:
+            if key in data:
+                data[key] = _default_tag(data[key], "type", "linear")
+    return data
+
+
+class PriorBlockConfig(StrictModel):
+    """An extra block linear → BatchNorm → activation between the last hidden block and the
+    classifier. Control and treatment differ only in `layer` (plain `linear` vs a prior such as
+    `locality`): same width, same parameter names and counts."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tags(cls, data):
+        return _layer_tags(data, ("layer",))
+
+    width: int = Field(default=100, gt=0)  # units (on a most-square grid for a locality prior)
+    layer: LayerConfig = Field(default_factory=LinearLayerConfig)  # linear (control) or a prior layer
+    batchnorm: bool = True  # BatchNorm1d after the linear layer
+    activation: Union[Literal["model"], Activation] = "model"  # after BN; "model": the model's activation
+    l1: float = Field(default=0.0, ge=0.0)  # λ of λ·Σ|W| over this layer's raw W (per step, added to the loss)
+
+
 class _ClassifierConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _layer_tags(cls, data):
-        if isinstance(data, dict):
-            data = dict(data)
-            for key in ("layer", "output_layer"):
-                if key in data:
-                    data[key] = _default_tag(data[key], "type", "linear")
-        return data
+        return _layer_tags(data, ("layer", "output_layer"))
 
     hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [256])  # hidden widths
     activation: Activation = "relu"
@@ -196,6 +229,7 @@ class _ClassifierConfig(StrictModel):
     layer: LayerConfig = Field(default_factory=LinearLayerConfig)  # type of the hidden linear layers
     layer_at: LayerAt = "all"  # which hidden layers get `layer` (others are plain linear)
     output_layer: LayerConfig = Field(default_factory=LinearLayerConfig)  # the classifier layer
+    prior_block: PriorBlockConfig | None = None  # extra linear → BN → act block before the classifier
 
 
 class MLPConfig(_ClassifierConfig):

@@ -22,6 +22,7 @@ from ..layers import effective_weight
 from ..models import build_model, linear_layers
 from ..seeding import make_generator
 from .provenance import provenance
+from .locality_hooks import locality_penalties
 from .recipe import RunSpec
 from .spatial_hooks import spatial_callbacks, spatial_penalties
 from .store import RunFolder
@@ -84,7 +85,7 @@ def build_callbacks(config, model) -> list:
 
 def build_penalties(config, model) -> list:
     """Loss terms the config asks for beyond L1 (which the engine handles)."""
-    return [*spatial_penalties(config, model)]
+    return [*spatial_penalties(config, model), *locality_penalties(config, model)]
 
 
 @torch.no_grad()

@@ -224,3 +224,25 @@ def test_config_rejects_top_level_data_with_the_fix():
         RunConfig(data={"name": "synthetic"}, multitask=_config("no_spatial").multitask)
     with pytest.raises(ValueError, match="task name"):
         MultitaskConfig(tasks={"train": {"data": {}}})
+
+
+def test_config_round_trips_through_json_as_sweep_workers_do():
+    config = _config("spatial_decay", signals={"shuffle_seed": 7, "shift": 0.25})
+    again = RunConfig.model_validate(config.model_dump(mode="json"))
+    assert again == config and list(again.multitask.tasks) == list(TASKS)
+    assert [d.name for d in again.data_configs()] == ["synthetic", "synthetic"]
+
+
+def test_separate_shares_are_ratios_of_mean_accuracies():
+    from wiringlab.report.multitask import separate_shares
+
+    def run(condition, a, b):
+        return {"multitask": {"condition": condition, "tasks": list(TASKS)},
+                "final": {"test_acc/images": a, "test_acc/signals": b}}
+
+    groups = {"sep": [run("separate", 0.5, 0.8), run("separate", 0.7, 0.8)],
+              "shared": [run("no_spatial", 0.6, 0.4), run("no_spatial", 0.6, 0.4)]}
+    shares = separate_shares(groups, list(TASKS), "sep")
+    assert shares["sep"] == {"images": 1.0, "signals": 1.0, "mean": 1.0}
+    assert shares["shared"]["images"] == pytest.approx(1.0) and shares["shared"]["signals"] == pytest.approx(0.5)
+    assert shares["shared"]["mean"] == pytest.approx(0.75)

@@ -2,9 +2,10 @@
 
     task t:  x (flattened) → adapter_t (in_t → W) → act → [trunk layer (W → W) → act] × depth → head_t (W → classes_t)
 
-The trunk is shared by all tasks (`shared=True`: one `nn.ModuleList`) or each task has
-its own (`shared=False`, the ``separate`` baseline: the same architecture per task,
-no parameter shared, trained in the same loop on the same batches). Trunk layers are
+The trunk is shared by all tasks (given as a list: one `nn.ModuleList`, ``net.shared``) or
+each task has its own (given as a mapping task → list: the ``separate`` baseline, the
+same architecture per task, no parameter shared, trained in the same loop on the same
+batches). Trunk layers are
 plain `nn.Linear` or `TaskKernelLinear` (one kernel per task on the shared weights);
 ``forward(x, task)`` routes through the task's adapter, kernels and head.
 

@@ -234,6 +234,7 @@ class TrainConfig(StrictModel):
     l1: float = Field(default=0.0, ge=0.0)  # coefficient of sum |W| over linear/conv weights
     device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N
     progress: bool = True  # tqdm bar per run, shown only on a terminal
+    tensorboard: bool = False  # also write per-epoch metrics to runs/<id>/tensorboard/ (tensorboard extra)
 
     @field_validator("device")
     @classmethod
@@ -335,4 +336,4 @@ class RunConfig(StrictModel):
 
 
 # Fields that change how a run is shown, never what it computes: left out of run ids.
-PRESENTATION_ONLY = {("train", "progress")}
+PRESENTATION_ONLY = {("train", "progress"), ("train", "tensorboard")}

@@ -35,6 +35,9 @@ __all__ = [
     "TrainConfig",
     "DistanceRegrowConfig",
     "SETConfig",
+    "TaskKernelConfig",
+    "TaskConfig",
+    "MultitaskConfig",
     "RunConfig",
 ]
 
@@ -124,6 +127,17 @@ SCHEDULE_SHORTHANDS = {
 }
 
 
+def _expand_schedule_shorthand(data):
+    """``schedule: anneal-out`` → the mapping `SCHEDULE_SHORTHANDS` names (kernel configs)."""
+    if isinstance(data, dict) and isinstance(data.get("schedule"), str):
+        name = data["schedule"]
+        if name not in SCHEDULE_SHORTHANDS:
+            raise ValueError(f"schedule {name!r} is not a shorthand; allowed: {', '.join(SCHEDULE_SHORTHANDS)}, "
+                             "or a mapping with kind: static | anneal | sharpen")
+        data = {**data, "schedule": dict(SCHEDULE_SHORTHANDS[name])}
+    return data
+
+
 class SpatialLayerConfig(StrictModel):
     """A `SpatialLinear`: W_eff = W ⊙ K (or normalized, or capped) with K a fixed kernel of the
     normalised distance between output and input units (see `wiringlab.kernels`)."""
@@ -131,13 +145,7 @@ class SpatialLayerConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _schedule_shorthand(cls, data):
-        if isinstance(data, dict) and isinstance(data.get("schedule"), str):  # e.g. schedule: anneal-in
-            name = data["schedule"]
-            if name not in SCHEDULE_SHORTHANDS:
-                raise ValueError(f"schedule {name!r} is not a shorthand; allowed: {', '.join(SCHEDULE_SHORTHANDS)}, "
-                                 "or a mapping with kind: static | anneal | sharpen")
-            data = {**data, "schedule": dict(SCHEDULE_SHORTHANDS[name])}
-        return data
+        return _expand_schedule_shorthand(data)  # e.g. schedule: anneal-in
 
     type: Literal["spatial"] = "spatial"
     kernel: KernelName = "exponential"
@@ -311,6 +319,69 @@ class SETConfig(StrictModel):
     regrow_scale: float | None = Field(default=None, gt=0.0)  # None: sqrt(6/(n_in + n_out)) (reference)
 
 
+class TaskKernelConfig(StrictModel):
+    """The kernel one task puts on every shared trunk layer (condition spatial_decay)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_shorthand(cls, data):
+        return _expand_schedule_shorthand(data)  # e.g. schedule: static
+
+    kernel: KernelName = "exponential"
+    floor: float | None = Field(default=None, ge=0.0, le=1.0)  # kernel value at normalised distance 1; None = default
+    k: float = Field(default=3.0, gt=0.0)  # exponential decay rate, per unit of normalised distance
+    sigma: float = Field(default=0.3, gt=0.0)  # gaussian width, normalised distance
+    shift: float = Field(default=0.0, ge=0.0, lt=1.0)  # centre moved by this fraction of the input units (circular)
+    shuffle_seed: int | None = Field(default=None, ge=0)  # shuffled control: kernel positions permuted by this seed
+    # default: decay to uniform, K → all ones, linearly over training (re-evaluated every step)
+    schedule: ScheduleConfig = Field(default_factory=lambda: AnnealScheduleConfig(start="kernel", end="none"))
+
+    @model_validator(mode="after")
+    def _sharpen_needs_exponential(self):
+        if self.schedule.kind == "sharpen" and self.kernel != "exponential":
+            raise ValueError(f"schedule sharpen moves the k of an exponential kernel; set kernel: exponential "
+                             f"(got kernel: {self.kernel})")
+        return self
+
+
+class TaskConfig(StrictModel):
+    """One task of a multi-task run: its dataset, its weight in the loss, its kernel."""
+
+    data: DataConfig
+    loss_weight: float = Field(default=1.0, ge=0.0)  # the combined loss is Σ_task loss_weight · cross-entropy
+    batch_size: int | None = Field(default=None, gt=0)  # samples of this task per step; None = train.batch_size
+    kernel: TaskKernelConfig = Field(default_factory=TaskKernelConfig)  # used by condition spatial_decay
+
+
+class MultitaskConfig(StrictModel):
+    """Several datasets trained together through one trunk (see `wiringlab.engine.multitask`)."""
+
+    # separate: a network per task (same architecture, same batches, no sharing: the upper bound);
+    # no_spatial: a shared trunk (standard multi-task learning); spatial_decay: a shared trunk on which
+    # every task computes through its own kernel, each following its schedule (default: decay to uniform)
+    condition: Literal["separate", "no_spatial", "spatial_decay"] = "spatial_decay"
+    tasks: dict[str, TaskConfig] = Field(min_length=1)  # task name -> task; names key metrics: test_acc/<name>
+    width: int = Field(default=256, gt=0)  # units of the adapters' outputs and of every trunk layer
+    depth: int = Field(default=2, ge=0)  # trunk layers (width -> width)
+    activation: Activation = "relu"  # after the adapter and after every trunk layer
+    geometry: Literal["line", "grid"] = "line"  # neuron positions of the trunk kernels
+    metric: Literal["euclidean", "l1"] = "euclidean"  # distance on the grid
+    sparsity_threshold: float = Field(default=0.1, ge=0.0)  # kernel entries below it count in kernel_sparsity/<task>
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_names(cls, tasks: dict) -> dict:
+        import re
+
+        from torch import nn
+
+        for name in tasks:  # names key nn.ModuleDicts: no dots, no ModuleDict attribute (keys, train, ...)
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", name) or hasattr(nn.ModuleDict, name):
+                raise ValueError(f"task name {name!r}: use a letter then letters, digits, '-' or '_', and not a "
+                                 "name of an nn.ModuleDict attribute (keys, items, train, ...)")
+        return tasks
+
+
 class RunConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=MLPConfig)
@@ -318,6 +389,7 @@ class RunConfig(StrictModel):
     evolution: SETConfig | None = None  # SET on the model's sparse layers; None = fixed masks
     seed: int = Field(default=0, ge=0)
     save_weights: bool = True  # write weights.safetensors at the end of the run
+    multitask: MultitaskConfig | None = None  # several tasks through one trunk; None = a single-task run
 
     @model_validator(mode="after")
     def _evolution_needs_sparse_layers(self):
@@ -334,6 +406,18 @@ class RunConfig(StrictModel):
         if isinstance(data, dict) and "model" in data:
             data = {**data, "model": _default_tag(data["model"], "kind", "mlp")}
         return data
+
+    @model_validator(mode="after")
+    def _multitask_owns_data_and_model(self):
+        if self.multitask is not None and (self.data != DataConfig() or self.model != MLPConfig()):
+            raise ValueError("a multitask run takes its datasets from multitask.tasks.<name>.data and its network "
+                             "from multitask.width/depth/activation; leave the top-level data and model unset "
+                             "(e.g. --set multitask.tasks.<name>.data.n_train=N instead of data.n_train)")
+        return self
+
+    def data_configs(self) -> list[DataConfig]:
+        """The datasets this run reads: its tasks' (multitask) or its own."""
+        return [t.data for t in self.multitask.tasks.values()] if self.multitask is not None else [self.data]
 
 
 # Fields that change how a run is shown, never what it computes: left out of run ids.

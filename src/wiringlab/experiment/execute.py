@@ -157,8 +157,13 @@ def execute_run(spec: RunSpec, out_dir: Path, datasets: DatasetCache | None = No
     """Train `spec` and write its run folder under `out_dir/runs/`. Returns the summary.
 
     An exception inside the run is caught and recorded as status "failed" (with the
-    traceback in summary.json), so one broken config never stops a sweep.
+    traceback in summary.json), so one broken config never stops a sweep. A config with
+    a ``multitask`` section is trained by `multitask_run.execute_multitask_run`.
     """
+    if spec.config.multitask is not None:
+        from .multitask_run import execute_multitask_run
+
+        return execute_multitask_run(spec, out_dir, datasets or DatasetCache())
     folder = RunFolder(Path(out_dir) / "runs" / spec.run_id)
     folder.start(spec.config.model_dump(mode="json"))
     start = time.perf_counter()

@@ -56,8 +56,9 @@ def stack_key(spec: RunSpec) -> str:
 def group_runs(specs: list[RunSpec], max_members: int = 16) -> list[list[RunSpec]]:
     """Specs grouped by `stack_key`, in first-seen order, at most `max_members` a group."""
     groups: dict[str, list[RunSpec]] = {}
-    for spec in specs:
-        groups.setdefault(stack_key(spec), []).append(spec)
+    for spec in specs:  # multi-task runs have their own loop: never stacked
+        key = stack_key(spec) if spec.config.multitask is None else f"multitask:{spec.run_id}"
+        groups.setdefault(key, []).append(spec)
     return [g[i : i + max_members] for g in groups.values() for i in range(0, len(g), max_members)]
 
 
@@ -74,8 +75,8 @@ def _why_not(models, specs) -> str | None:
 def execute_group(specs: list[RunSpec], out_dir: Path, datasets: DatasetCache | None = None) -> list[dict]:
     """Train `specs` as one stack when possible, else one by one. Returns the summaries."""
     datasets = datasets or DatasetCache()
-    if len(specs) == 1:
-        return [execute_run(specs[0], out_dir, datasets)]
+    if len(specs) == 1 or any(s.config.multitask is not None for s in specs):
+        return [execute_run(s, out_dir, datasets) for s in specs]
     folders = [RunFolder(Path(out_dir) / "runs" / s.run_id) for s in specs]
     start, device = time.perf_counter(), torch.device("cpu")
     try:

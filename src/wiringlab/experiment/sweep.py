@@ -40,8 +40,7 @@ def check_datasets(specs: list[RunSpec]) -> None:
     """Load each distinct dataset once, so a missing one fails the sweep up front
     (with the loader's message on what to install) instead of failing every run."""
     seen = set()
-    for spec in specs:
-        data = spec.config.data
+    for data in (d for spec in specs for d in spec.config.data_configs()):
         key = (data.name, data.path, repr(sorted(data.options.items())))
         if key not in seen:
             seen.add(key)

@@ -10,6 +10,7 @@ from ..experiment.store import RunFolder, atomic_write_text, read_json
 from .figures import plot_learning_curves
 from .html import ReportSection, write_report_html
 from .locality import locality_section
+from .multitask import multitask_section
 from .overfitting import overfitting_section
 from .spatial import epochs_to_threshold_section, kernel_section, sparsity_section
 from .table import compute_tables, group_by_label, render_markdown, write_summary_csv
@@ -56,8 +57,8 @@ def _learning_curves(out_dir: Path, recipe: dict, summaries: list[dict]) -> tupl
 # Each section reads the results folder and returns (markdown appended to table.md,
 # {name: figure path}). Analyses of a run type add their section here; a section that
 # has nothing to say for a folder returns ("", {}).
-REPORT_SECTIONS = [_learning_curves, overfitting_section, topology_section,
-                   epochs_to_threshold_section, kernel_section, sparsity_section, locality_section]
+REPORT_SECTIONS = [_learning_curves, overfitting_section, topology_section, epochs_to_threshold_section,
+                   kernel_section, sparsity_section, locality_section, multitask_section]
 
 
 def _section_name(section, markdown: str) -> str:

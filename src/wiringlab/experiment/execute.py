@@ -60,7 +60,13 @@ def build_run_model(config, input_shape, num_classes, device) -> torch.nn.Module
 
 def build_callbacks(config, model) -> list:
     """Callbacks the config asks for (schedules, evolution, snapshots)."""
-    return []
+    callbacks = []
+    if config.snapshots is not None:
+        from ..engine.snapshots import SnapshotCallback, snapshot_layers
+
+        snapshot_layers(model, config.snapshots.layers)  # a bad index fails here, before training
+        callbacks.append(SnapshotCallback(config.snapshots.layers, config.snapshots.epochs))
+    return callbacks
 
 
 def build_penalties(config, model) -> list:

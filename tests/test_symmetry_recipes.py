@@ -74,3 +74,15 @@ def test_report_options_across_configs_and_off(results, tmp_path):
     (out / "recipe.json").write_text(json.dumps(record))
     build_report(out)
     assert "Similarity across seeds" not in (out / "table.md").read_text()
+
+
+@pytest.mark.parametrize("text,key", [
+    ("name: t\nanalysis: {similarity: {test_sample: 5}}\n", "analysis.similarity.test_sample"),
+    ("name: t\nanalysis: {symmetry: {overlap_threshold: 1.5}}\n", "analysis.symmetry.overlap_threshold"),
+    ("name: t\nbase: {data: {name: synthetic}, snapshots: {epochs: [-1]}}\n", "snapshots.epochs"),
+])
+def test_bad_analysis_and_snapshot_keys_are_named(text, key, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["run", str(path), "--dry-run", "--out", str(tmp_path / "o")]) == 2
+    assert key in capsys.readouterr().err

@@ -104,3 +104,16 @@ def test_dry_run_and_bad_recipe_exit_codes(recipe_path, tmp_path, capsys):
     assert not (tmp_path / "o" / "runs").exists()
     assert main(["run", str(recipe_path), "--set", "train.epochz=3"]) == 2
     assert "train.epochz" in capsys.readouterr().err
+
+
+def test_stacked_sweep_matches_unstacked(recipe_path, tmp_path):
+    from wiringlab.experiment.grouping import group_runs
+
+    specs = expand(load_recipe(recipe_path))
+    assert [len(g) for g in group_runs(specs)] == [4]  # lr and seed are member values: one stack
+    stacked = run_sweep(load_recipe(recipe_path), specs, tmp_path / "a", stack=True)
+    alone = run_sweep(load_recipe(recipe_path), specs, tmp_path / "b", stack=False)
+    for x, y in zip(stacked.summaries, alone.summaries):
+        assert x["run_id"] == y["run_id"]
+        assert x["final"]["train_loss"] == pytest.approx(y["final"]["train_loss"], rel=1e-4)
+        assert x["final"]["test_acc"] == pytest.approx(y["final"]["test_acc"], abs=1 / 128 + 1e-9)

@@ -44,7 +44,7 @@ def _cmd_run(args) -> int:
             print(f"{'done ' if done else 'todo '} {s.run_id}  [{s.label}] seed={s.seed}")
         print(f"{len(specs)} runs -> {out_dir}")
         return 0
-    result = run_sweep(recipe, specs, out_dir, workers=args.workers)
+    result = run_sweep(recipe, specs, out_dir, workers=args.workers, stack=not args.no_stack)
     paths = build_report(out_dir)
     failed = [s for s in result.summaries if s["status"] == "failed"]
     print(f"{len(result.executed)} runs trained, {len(result.skipped)} already finished, "
@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
     run.add_argument("--device", help="shorthand for --set train.device=DEVICE (auto, cpu, cuda)")
     run.add_argument("--workers", type=int, default=1, help="processes to spread runs over (one thread each)")
+    run.add_argument("--no-stack", action="store_true",
+                     help="train every run alone instead of stacking compatible runs into one model")
     run.add_argument("--dry-run", action="store_true", help="list the runs and whether each is done; train nothing")
     run.set_defaults(func=_cmd_run)
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from .layers import LayerSite, SeededDropout, make_linear
 
-__all__ = ["build_model", "MLP", "LeNet", "linear_layers", "hidden_linear_layers"]
+__all__ = ["build_model", "MLP", "LeNet", "linear_layers", "hidden_linear_layers", "linear_layer_configs"]
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -41,10 +41,10 @@ class _LinearStack(nn.Module):
     def __init__(self, config, in_features, in_shape, num_classes, device, dtype):
         super().__init__()
         blocks, width = [], in_features
+        layer_cfgs = linear_layer_configs(config)
         for index, out in enumerate(config.hidden):
             site = LayerSite(width, out, index, in_shape=in_shape if index == 0 else None)
-            layer_cfg = config.layer if _uses_layer(config.layer_at, index) else _plain()
-            block = [make_linear(layer_cfg, site, device=device, dtype=dtype)]
+            block = [make_linear(layer_cfgs[index], site, device=device, dtype=dtype)]
             if config.batchnorm:
                 block.append(nn.BatchNorm1d(out, device=device, dtype=dtype))
             block.append(_ACTIVATIONS[config.activation]())
@@ -65,6 +65,14 @@ def _plain():
     from .experiment.config import LinearLayerConfig
 
     return LinearLayerConfig()
+
+
+def linear_layer_configs(config) -> list:
+    """The layer config of every linear layer `config` (an MLP or LeNet config) builds, in
+    forward order: `layer` where `layer_at` selects a hidden layer, else plain linear, then
+    `output_layer`. Pairs one to one with `linear_layers(model)`."""
+    hidden = [config.layer if _uses_layer(config.layer_at, i) else _plain() for i in range(len(config.hidden))]
+    return hidden + [config.output_layer]
 
 
 class MLP(nn.Module):

@@ -12,7 +12,7 @@ from wiringlab.analysis.permutation import (NotAChainError, chain_unit_extras, c
                                             permutation_sensitivity, permute_hidden_units_, unit_chain)
 from wiringlab.analysis.similarity import linear_cka, weight_similarity
 from wiringlab.engine import train
-from wiringlab.experiment.config import LeNetConfig, MLPConfig, TrainConfig
+from wiringlab.experiment.config import LeNetConfig, MLPConfig, SpatialLayerConfig, TrainConfig
 from wiringlab.init import init_parameters_
 from wiringlab.models import build_model, linear_layers
 from wiringlab.seeding import make_generator
@@ -70,36 +70,18 @@ def test_permutation_sensitivity_zero_when_consistent_and_large_when_alone():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # model untouched
 
 
-class KernelLinear(nn.Linear):
-    """A stand-in for a spatial-prior layer: W_eff = W * K with K a fixed positional buffer."""
-
-    def __init__(self, in_features, out_features):
-        super().__init__(in_features, out_features)
-        positions = torch.linspace(0, 1, out_features)[:, None] - torch.linspace(0, 1, in_features)[None, :]
-        self.register_buffer("kernel", torch.exp(-3 * positions.abs()))
-
-    def effective_weight(self):
-        return self.weight * self.kernel
-
-    def forward(self, x):
-        return nn.functional.linear(x, self.effective_weight(), self.bias)
-
-
-def _kernel_mlp():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Sequential(KernelLinear(12, 10), nn.ReLU()), nn.Linear(10, 3)).eval()
-
-
-def test_a_positional_kernel_does_not_commute_with_a_unit_shuffle():
-    model, x = _kernel_mlp(), torch.randn(16, 12)
+@pytest.mark.parametrize("mode", ["multiply", "normalized"])
+def test_a_positional_kernel_does_not_commute_with_a_unit_shuffle(mode):
+    layer = SpatialLayerConfig(kernel="exponential", mode=mode)
+    model, x = _model(MLPConfig(hidden=[10], layer=layer), (12,), classes=3), torch.randn(16, 12)
     perm = torch.randperm(10, generator=torch.Generator().manual_seed(1))
-    kernel = model[0][0].kernel.clone()
+    kernel = linear_layers(model)[0].kernel.clone()
     consistent = permute_hidden_units_(copy.deepcopy(model), 0, perm)
-    assert torch.equal(consistent[0][0].kernel, kernel)  # buffers stay in place
+    assert torch.equal(linear_layers(consistent)[0].kernel, kernel)  # buffers stay in place
     assert not torch.allclose(consistent(x), model(x), atol=1e-3)
     carried = permute_hidden_units_(copy.deepcopy(model), 0, perm, buffers_follow=("kernel",))
-    assert torch.allclose(carried(x), model(x), atol=1e-6)
-    # effective-weight alignment still sees through the shuffle of the effective weights
+    assert torch.allclose(carried(x), model(x), atol=1e-5)
+    # alignment reads effective weights, so it sees through a shuffle that carries the kernel
     assert weight_similarity(chain_weights(model), chain_weights(carried)).aligned_all == pytest.approx(1.0)
 
 

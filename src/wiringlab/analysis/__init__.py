@@ -1,4 +1,4 @@
-"""Analyses: tensors in, numbers out, no I/O (report sections read the files)."""
+"""Analyses: tensors and numbers in, numbers and arrays out; no I/O, no global state."""
 
 from .permutation import (
     PermutationSensitivity, chain_unit_extras, chain_weights, hidden_representations,

@@ -13,7 +13,6 @@ No I/O; the only randomness is the permutation the caller passes in.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -100,8 +99,9 @@ def permute_hidden_units_(model: nn.Module, layer: int, perm: torch.Tensor, *, c
                           buffers_follow: Sequence[str] = ()) -> nn.Module:
     """Reorder the units of hidden linear layer `layer` in place.
 
-    Moves the layer's raw `weight` rows and `bias`, and its BatchNorm's weight, bias and
-    running statistics. With `consistent`, also reorders the next linear layer's raw
+    Moves the layer's parameters that have one entry per unit (raw `weight` rows, `bias`,
+    e.g. a learnable per-unit scale), and its BatchNorm's weight, bias and running
+    statistics. With `consistent`, also reorders the next linear layer's raw
     `weight` input columns, so a plain network computes exactly the same function.
     Buffers of the layers (a spatial kernel, a locality prior) stay in place unless
     named in `buffers_follow` (e.g. ("mask",) for a sparse mask, which belongs to the
@@ -128,8 +128,9 @@ def permute_hidden_units_(model: nn.Module, layer: int, perm: torch.Tensor, *, c
     if len(perm) != target.weight.shape[0]:
         raise ValueError(f"permutation of length {len(perm)} for a layer of {target.weight.shape[0]} units")
     perm = perm.to(target.weight.device)
-    _permute_rows_(target.weight, perm)
-    _permute_rows_(target.bias, perm)
+    for parameter in target.parameters(recurse=False):  # weight, bias, any per-unit parameter (a scale)
+        if parameter.dim() >= 1 and parameter.shape[0] == len(perm):
+            _permute_rows_(parameter, perm)
     for name in buffers_follow:
         _permute_rows_(getattr(target, name), perm)
     if norm is not None:
@@ -211,11 +212,15 @@ def permutation_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     """Accuracy on (x, y) before and after permuting hidden layer `layer`'s units by
     `perm`, without and with the matching permutation of the next layer's inputs.
 
-    `model` itself is not modified (permutations are applied to deep copies).
+    `model` is permuted in place and restored by the inverse permutation (an exact
+    reordering of values), so it is unchanged afterwards, without copying the model.
     """
+    inverse = torch.argsort(perm)
     results = []
     for consistent in (False, True):
-        shuffled = permute_hidden_units_(copy.deepcopy(model), layer, perm, consistent=consistent,
-                                         buffers_follow=buffers_follow)
-        results.append(accuracy(shuffled, x, y, batch_size))
+        permute_hidden_units_(model, layer, perm, consistent=consistent, buffers_follow=buffers_follow)
+        try:
+            results.append(accuracy(model, x, y, batch_size))
+        finally:
+            permute_hidden_units_(model, layer, inverse, consistent=consistent, buffers_follow=buffers_follow)
     return PermutationSensitivity(accuracy(model, x, y, batch_size), results[0], results[1])

@@ -22,6 +22,7 @@ from ..models import build_model, linear_layers
 from ..seeding import make_generator
 from .provenance import provenance
 from .recipe import RunSpec
+from .spatial_hooks import spatial_callbacks, spatial_penalties
 from .store import RunFolder
 
 __all__ = ["execute_run", "resolve_device", "build_callbacks", "build_penalties", "build_run_model", "DatasetCache"]
@@ -60,18 +61,21 @@ def build_run_model(config, input_shape, num_classes, device) -> torch.nn.Module
 
 def build_callbacks(config, model) -> list:
     """Callbacks the config asks for (schedules, evolution, snapshots)."""
-    callbacks = []
-    if config.snapshots is not None:
-        from ..engine.snapshots import SnapshotCallback, snapshot_layers
+    return [*spatial_callbacks(config, model), *_snapshot_callbacks(config, model)]  # snapshots see the final state
 
-        snapshot_layers(model, config.snapshots.layers)  # a bad index fails here, before training
-        callbacks.append(SnapshotCallback(config.snapshots.layers, config.snapshots.epochs))
-    return callbacks
+
+def _snapshot_callbacks(config, model) -> list:
+    if config.snapshots is None:
+        return []
+    from ..engine.snapshots import SnapshotCallback, snapshot_layers
+
+    snapshot_layers(model, config.snapshots.layers)  # a bad index fails here, before training
+    return [SnapshotCallback(config.snapshots.layers, config.snapshots.epochs)]
 
 
 def build_penalties(config, model) -> list:
     """Loss terms the config asks for beyond L1 (which the engine handles)."""
-    return []
+    return [*spatial_penalties(config, model)]
 
 
 @torch.no_grad()
@@ -90,6 +94,26 @@ def _summary(spec: RunSpec, result, device, wall: float) -> dict:
         "final": {k: v for k, v in final.items() if k not in ("epoch", "time_s")},
         "best_test_acc": best, "wall_time_s": wall, "provenance": provenance(device),
     }
+
+
+def finish_run(spec: RunSpec, folder: RunFolder, model, result, device, wall: float) -> dict:
+    """Write a trained run's weights and summary; return the summary."""
+    if spec.config.save_weights:
+        folder.write_weights(model.state_dict())
+        folder.write_weights(effective_weights(model), "effective_weights.safetensors")
+    summary = _summary(spec, result, device, wall)
+    folder.write_summary(summary)
+    return summary
+
+
+def fail_run(spec: RunSpec, folder: RunFolder, err: Exception, device, wall: float) -> dict:
+    """Record a run that raised as status "failed" (retried on the next invocation)."""
+    log.error("run %s failed: %s", spec.run_id, err)
+    summary = {"run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "axes": spec.axes,
+               "status": "failed", "error": f"{type(err).__name__}: {err}",
+               "traceback": traceback.format_exc(), "wall_time_s": wall, "provenance": provenance(device)}
+    folder.write_summary(summary)
+    return summary
 
 
 def execute_run(spec: RunSpec, out_dir: Path, datasets: DatasetCache | None = None) -> dict:
@@ -112,15 +136,6 @@ def execute_run(spec: RunSpec, out_dir: Path, datasets: DatasetCache | None = No
             callbacks=build_callbacks(spec.config, model), penalties=build_penalties(spec.config, model),
             on_epoch=folder.append_metrics, run_dir=folder.path, description=spec.run_id,
         )
-        if spec.config.save_weights:
-            folder.write_weights(model.state_dict())
-            folder.write_weights(effective_weights(model), "effective_weights.safetensors")
-        summary = _summary(spec, result, device, time.perf_counter() - start)
+        return finish_run(spec, folder, model, result, device, time.perf_counter() - start)
     except Exception as err:  # recorded, not raised: the sweep goes on
-        log.error("run %s failed: %s", spec.run_id, err)
-        summary = {"run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "axes": spec.axes,
-                   "status": "failed", "error": f"{type(err).__name__}: {err}",
-                   "traceback": traceback.format_exc(), "wall_time_s": time.perf_counter() - start,
-                   "provenance": provenance(device)}
-    folder.write_summary(summary)
-    return summary
+        return fail_run(spec, folder, err, device, time.perf_counter() - start)

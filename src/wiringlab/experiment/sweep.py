@@ -1,9 +1,10 @@
 """Run a recipe's sweep: skip finished runs, execute the rest, write the summary.
 
-Runs are independent, so the order of execution never changes a number. With
-`workers > 1`, runs go to a pool of spawned processes with one torch thread each
-(two single-threaded runs beat one two-threaded run on small models: less
-synchronisation per matmul).
+Runs are independent, so the order of execution never changes a number. Compatible
+runs (the seeds of a config, configs differing only in optimizer values) are trained
+as one stacked model (`grouping`); stacked members match members trained alone to
+float rounding (tests/test_stacked.py). With `workers > 1`, groups go to a pool of
+spawned processes with one torch thread each.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from tqdm.auto import tqdm
 
 from ..data import load_dataset
 from .config import RunConfig
-from .execute import DatasetCache, execute_run
+from .execute import DatasetCache
+from .grouping import execute_group, group_runs
 from .recipe import Recipe, RunSpec
 from .store import RunFolder, write_json
 
@@ -54,10 +56,13 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _execute_in_worker(spec_json: dict, out_dir: str) -> dict:
+def _spec_from_json(spec_json: dict) -> RunSpec:
     config = RunConfig.model_validate(spec_json["config"])
-    spec = RunSpec(spec_json["run_id"], spec_json["label"], spec_json["seed"], config, spec_json["axes"])
-    return execute_run(spec, Path(out_dir))
+    return RunSpec(spec_json["run_id"], spec_json["label"], spec_json["seed"], config, spec_json["axes"])
+
+
+def _execute_in_worker(group_json: list[dict], out_dir: str) -> list[dict]:
+    return execute_group([_spec_from_json(s) for s in group_json], Path(out_dir))
 
 
 def _spec_json(spec: RunSpec) -> dict:
@@ -65,32 +70,35 @@ def _spec_json(spec: RunSpec) -> dict:
             "axes": spec.axes, "config": spec.config.model_dump(mode="json")}
 
 
-def _run_pending(pending: list[RunSpec], out_dir: Path, workers: int) -> None:
-    bar = tqdm(total=len(pending), desc="runs", disable=None)
+def _run_pending(groups: list[list[RunSpec]], out_dir: Path, workers: int) -> None:
+    bar = tqdm(total=sum(len(g) for g in groups), desc="runs", disable=None)
     if workers <= 1:
         cache = DatasetCache()
-        for spec in pending:
-            summary = execute_run(spec, out_dir, cache)
-            bar.update(1)
-            bar.set_postfix(last=summary["status"])
+        for group in groups:
+            summaries = execute_group(group, out_dir, cache)
+            bar.update(len(group))
+            bar.set_postfix(last=summaries[-1]["status"])
     else:
         ctx = get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = [pool.submit(_execute_in_worker, _spec_json(s), str(out_dir)) for s in pending]
+            futures = {pool.submit(_execute_in_worker, [_spec_json(s) for s in g], str(out_dir)): len(g)
+                       for g in groups}
             for future in as_completed(futures):
                 future.result()
-                bar.update(1)
+                bar.update(futures[future])
     bar.close()
 
 
-def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: int = 1) -> SweepResult:
+def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: int = 1,
+              stack: bool = True) -> SweepResult:
     """Execute every unfinished run of `specs` and collect all summaries.
 
     Args:
         recipe: the recipe (its name, question and baseline go into recipe.json).
         specs: the expanded runs (`recipe.expand`).
         out_dir: the results folder.
-        workers: processes to spread runs over (1 = in this process).
+        workers: processes to spread runs (or stacks) over (1 = in this process).
+        stack: train compatible runs as one stacked model (`grouping.group_runs`).
 
     Returns:
         A `SweepResult`; summaries of runs that failed carry status "failed".
@@ -106,6 +114,7 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
         log.info("resuming: %d of %d runs already finished", len(skipped), len(specs))
     if pending:
         check_datasets(pending)
-        _run_pending(pending, out_dir, max(1, min(workers, len(pending), os.cpu_count() or 1)))
+        groups = group_runs(pending) if stack else [[s] for s in pending]
+        _run_pending(groups, out_dir, max(1, min(workers, len(groups), os.cpu_count() or 1)))
     summaries = [folders[s.run_id].read_summary() for s in specs]
     return SweepResult(out_dir, summaries, [s.run_id for s in pending], skipped)

@@ -2,8 +2,9 @@
 
 from .dropout import SeededDropout
 from .factory import LAYER_BUILDERS, LayerSite, make_linear
+from .spatial import SpatialLinear
 
-__all__ = ["SeededDropout", "LayerSite", "make_linear", "LAYER_BUILDERS", "effective_weight"]
+__all__ = ["SeededDropout", "SpatialLinear", "LayerSite", "make_linear", "LAYER_BUILDERS", "effective_weight"]
 
 
 def effective_weight(layer):

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..experiment.store import RunFolder, read_json
 from .figures import plot_learning_curves
 from .similarity_section import similarity_section
+from .spatial import epochs_to_threshold_section, kernel_section, sparsity_section
 from .symmetry_section import symmetry_section
 from .table import group_by_label, write_summary_csv, write_table
 
@@ -49,7 +50,8 @@ def _learning_curves(out_dir: Path, recipe: dict, summaries: list[dict]) -> tupl
 # Each section reads the results folder and returns (markdown appended to table.md,
 # {name: figure path}). Analyses of a run type add their section here; a section that
 # has nothing to say for a folder returns ("", {}).
-REPORT_SECTIONS = [_learning_curves, symmetry_section, similarity_section]
+REPORT_SECTIONS = [_learning_curves, epochs_to_threshold_section, kernel_section, sparsity_section, symmetry_section,
+                   similarity_section]
 
 
 def build_report(out_dir: Path) -> dict[str, Path]:

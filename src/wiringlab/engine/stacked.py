@@ -1,0 +1,200 @@
+"""Train M members of one architecture at once: batched matmuls, one optimizer pass.
+
+Evidence: `bench/stacked.py` times M members stacked against the same members trained
+one after another, in one run. Members differ in seed (init and data order) and in
+values: learning rate, weight decay, L1, kernel and mask buffers.
+Each member keeps its own data order (its own generator), its own callbacks (which see
+a `TrainState` whose model is the member module, aliasing the stack), its own history
+and status: a diverged member is recorded and stops logging; the others go on.
+
+Per-member losses are summed before backward; the gradient of member m depends only on
+loss m, so members cannot leak into each other.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ..seeding import make_generator
+from .callbacks import CallbackList, TrainState
+from .optim import lr_factor
+from .stacked_optim import StackedOptimizer
+from .stacking import StackedMembers
+from .tensors import DeviceData
+from .trainer import TrainResult
+
+__all__ = ["train_stacked", "stack_compatible"]
+
+_SHARED_TRAIN_KEYS = ("epochs", "batch_size", "eval_batch_size", "lr_schedule")
+
+
+def stack_compatible(cfgs) -> str | None:
+    """None if these `TrainConfig`s can train as one stack, else why not."""
+    first = cfgs[0]
+    for key in _SHARED_TRAIN_KEYS:
+        if any(getattr(c, key) != getattr(first, key) for c in cfgs):
+            return f"train.{key} differs"
+    if any(c.optimizer.name != first.optimizer.name for c in cfgs):
+        return "train.optimizer.name differs"
+    return None
+
+
+def _l1_weights(stack: StackedMembers) -> list[str]:
+    from torch import nn
+
+    names = []
+    for mod_name, module in stack.members[0].named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            names.append(f"{mod_name}.weight" if mod_name else "weight")
+    return names
+
+
+def _penalty(stack, l1, penalties):
+    """Sum over members of L1 (per-member coefficient) and each member's own penalties,
+    evaluated on differentiable slices of the stacked parameters."""
+    total = 0.0
+    if any(c > 0 for c in l1):
+        coef = torch.tensor(l1, dtype=torch.float32, device=next(iter(stack.params.values())).device)
+        for name in _l1_weights(stack):
+            w = stack.params[name]
+            total = total + (coef.view(-1, *[1] * (w.dim() - 1)) * w.abs()).sum()
+    for m, member_penalties in enumerate(penalties):
+        if member_penalties:
+            views = {n: p[m] for n, p in stack.params.items()}
+            total = total + functional_call(_PenaltyCaller(stack.members[m], member_penalties), 
+                                            {f"model.{n}": v for n, v in views.items()}, ())
+    return total
+
+
+class _PenaltyCaller(torch.nn.Module):
+    def __init__(self, model, penalties):
+        super().__init__()
+        self.model, self.penalties = model, penalties
+
+    def forward(self):
+        return sum(p() for p in self.penalties)
+
+
+@torch.no_grad()
+def _evaluate(stack: StackedMembers, x, y, batch_size):
+    stack.train(False)
+    M = len(stack)
+    loss_sum = torch.zeros(M, device=x.device)
+    correct = torch.zeros(M, device=x.device, dtype=torch.long)
+    for s in range(0, len(x), batch_size):
+        logits = stack.forward(x[s : s + batch_size], shared_input=True)  # (M, b, C)
+        target = y[s : s + batch_size]
+        loss_sum += F.cross_entropy(logits.flatten(0, 1).float(), target.repeat(M), reduction="none").view(M, -1).sum(1)
+        correct += (logits.argmax(-1) == target).sum(1)
+    stack.train(True)
+    n = max(len(x), 1)
+    return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+
+
+def _run_epoch(stack, data, batch_size, opt, l1, penalties, cbs, states, gens):
+    M, n = len(stack), len(data.x_train)
+    orders = torch.stack([torch.randperm(n, generator=g, device=data.device) for g in gens])  # (M, N)
+    loss_sum = torch.zeros(M, device=data.device)
+    correct = torch.zeros(M, device=data.device, dtype=torch.long)
+    for start in range(0, n, batch_size):
+        idx = orders[:, start : start + batch_size]  # (M, B)
+        x, y = data.x_train[idx], data.y_train[idx]  # (M, B, ...), (M, B)
+        for cb, st in zip(cbs, states):
+            cb.on_step_start(st)
+        stack.resync()
+        logits = stack.forward(x)  # (M, B, C)
+        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(M, -1).mean(1)
+        total = losses.sum() + _penalty(stack, l1, penalties)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        for cb, st in zip(cbs, states):
+            st.step += 1
+            cb.on_step_end(st)
+        loss_sum += losses.detach() * idx.shape[1]
+        correct += (logits.detach().argmax(-1) == y).sum(1)
+    return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+
+
+def _record(epoch, lr, train_loss, train_acc):
+    return {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
+
+
+def train_stacked(
+    models,
+    data: DeviceData,
+    cfgs,
+    *,
+    seeds,
+    callbacks=None,
+    penalties=None,
+    on_epoch=None,
+    run_dirs=None,
+) -> list[TrainResult]:
+    """Train `models` (same structure) together; member m follows `cfgs[m]`, `seeds[m]`.
+
+    Args:
+        models: M initialised member modules on `data.device`.
+        cfgs: M `TrainConfig`s that agree on epochs, batch sizes, lr schedule and
+            optimizer type (`stack_compatible`); lr, weight decay, momentum, L1 may differ.
+        seeds: M run seeds (data order per member).
+        callbacks, penalties: per member, lists as for `train`.
+        on_epoch: per member, called with that member's epoch record.
+        run_dirs: per member, passed to its callbacks.
+
+    Returns:
+        One `TrainResult` per member, as `train` would have returned.
+
+    Raises:
+        ValueError: the configs or models cannot be stacked.
+    """
+    reason = stack_compatible(cfgs)
+    if reason:
+        raise ValueError(f"cannot stack: {reason}")
+    M, cfg, start = len(models), cfgs[0], time.perf_counter()
+    stack = StackedMembers(models)
+    opt = StackedOptimizer(list(stack.params.values()), cfg.optimizer.name, [c.optimizer for c in cfgs])
+    callbacks = callbacks or [[] for _ in range(M)]
+    penalties = penalties or [[] for _ in range(M)]
+    gens = [make_generator(s, "data", data.device) for s in seeds]
+    steps = math.ceil(len(data.x_train) / cfg.batch_size)
+    states = [TrainState(models[m], opt.member_view(m, stack.member_parameters(m)), cfg.epochs, steps,
+                         seeds[m], data.device, (run_dirs or [None] * M)[m]) for m in range(M)]
+    cbs = [CallbackList(c) for c in callbacks]
+    for cb, st in zip(cbs, states):
+        cb.on_train_start(st)
+    results = [TrainResult(status="completed") for _ in range(M)]
+    l1 = [c.l1 for c in cfgs]
+    for epoch in range(cfg.epochs):
+        lrs = opt.lr.tolist()
+        train_loss, train_acc = _run_epoch(stack, data, cfg.batch_size, opt, l1, penalties, cbs, states, gens)
+        opt.set_lr_factors([lr_factor(cfg.lr_schedule, epoch + 1, cfg.epochs)] * M)
+        test_loss, test_acc = _evaluate(stack, data.x_test, data.y_test, cfg.eval_batch_size)
+        for m in range(M):
+            if results[m].status == "diverged":
+                continue
+            states[m].epoch = epoch + 1
+            record = _record(epoch + 1, lrs[m], train_loss[m], train_acc[m])
+            if math.isfinite(train_loss[m]):
+                record.update(test_loss=test_loss[m], test_acc=test_acc[m])
+                record.update(cbs[m].on_epoch_end(states[m]))
+            else:
+                record.update(test_loss=float("nan"), test_acc=float("nan"))
+                results[m].status = "diverged"
+            record["time_s"] = time.perf_counter() - start
+            results[m].history.append(record)
+            if on_epoch is not None:
+                on_epoch[m](record)
+        if all(r.status == "diverged" for r in results):
+            break
+    stack.resync()
+    for cb, st in zip(cbs, states):
+        cb.on_train_end(st)
+    for r in results:
+        r.wall_time_s = time.perf_counter() - start
+    return results

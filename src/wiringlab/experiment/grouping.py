@@ -1,0 +1,99 @@
+"""Stack compatible runs of a sweep and train each stack as one model.
+
+Runs stack when their configs agree on everything but per-member values (seed,
+optimizer hyperparameters, L1) and their built models have the same structure (see
+`engine.stacking`). A group that turns out not to be stackable runs member by member,
+with the reason logged. Each member still gets its own run folder and summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from ..engine import to_device_data
+from ..engine.stacked import stack_compatible, train_stacked
+from ..engine.stacking import stackable, structure_signature
+from .execute import (DatasetCache, build_callbacks, build_penalties, build_run_model, execute_run, fail_run,
+                      finish_run, resolve_device)
+from .recipe import RunSpec
+from .store import RunFolder
+
+__all__ = ["group_runs", "execute_group", "MEMBER_VALUE_KEYS"]
+
+log = logging.getLogger(__name__)
+
+# Config keys whose values may differ inside one stack (each member carries its own).
+MEMBER_VALUE_KEYS = [
+    "seed", "save_weights", "train.progress", "train.l1",
+    "train.optimizer.lr", "train.optimizer.weight_decay", "train.optimizer.momentum",
+    "train.optimizer.nesterov", "train.optimizer.betas", "train.optimizer.eps", "train.optimizer.alpha",
+]
+
+
+def _drop(tree: dict, dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.get(part, {})
+        if not isinstance(tree, dict):
+            return
+    tree.pop(leaf, None)
+
+
+def stack_key(spec: RunSpec) -> str:
+    """What must be equal for two runs to share a stack."""
+    tree = spec.config.model_dump(mode="json")
+    for key in MEMBER_VALUE_KEYS:
+        _drop(tree, key)
+    return json.dumps(tree, sort_keys=True)
+
+
+def group_runs(specs: list[RunSpec], max_members: int = 16) -> list[list[RunSpec]]:
+    """Specs grouped by `stack_key`, in first-seen order, at most `max_members` a group."""
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(stack_key(spec), []).append(spec)
+    return [g[i : i + max_members] for g in groups.values() for i in range(0, len(g), max_members)]
+
+
+def _why_not(models, specs) -> str | None:
+    reason = stackable(models[0]) or stack_compatible([s.config.train for s in specs])
+    if reason is None and len({structure_signature(m) for m in models}) > 1:
+        reason = "models differ in structure"
+    return reason
+
+
+def execute_group(specs: list[RunSpec], out_dir: Path, datasets: DatasetCache | None = None) -> list[dict]:
+    """Train `specs` as one stack when possible, else one by one. Returns the summaries."""
+    datasets = datasets or DatasetCache()
+    if len(specs) == 1:
+        return [execute_run(specs[0], out_dir, datasets)]
+    folders = [RunFolder(Path(out_dir) / "runs" / s.run_id) for s in specs]
+    start, device = time.perf_counter(), torch.device("cpu")
+    try:
+        device = resolve_device(specs[0].config.train.device)
+        data = to_device_data(datasets.get(specs[0].config.data), specs[0].config.data, device)
+        models = [build_run_model(s.config, data.input_shape, data.num_classes, device) for s in specs]
+        reason = _why_not(models, specs)
+    except Exception as err:  # let each run record its own failure
+        reason = f"{type(err).__name__}: {err}"
+    if reason:
+        log.info("running %d runs one by one: %s", len(specs), reason)
+        return [execute_run(s, out_dir, datasets) for s in specs]
+    for spec, folder in zip(specs, folders):
+        folder.start(spec.config.model_dump(mode="json"))
+    try:
+        results = train_stacked(
+            models, data, [s.config.train for s in specs], seeds=[s.seed for s in specs],
+            callbacks=[build_callbacks(s.config, m) for s, m in zip(specs, models)],
+            penalties=[build_penalties(s.config, m) for s, m in zip(specs, models)],
+            on_epoch=[f.append_metrics for f in folders], run_dirs=[f.path for f in folders],
+        )
+    except Exception as err:
+        return [fail_run(s, f, err, device, time.perf_counter() - start) for s, f in zip(specs, folders)]
+    wall = time.perf_counter() - start
+    return [finish_run(s, f, m, r, device, wall / len(specs)) for s, f, m, r in zip(specs, folders, models, results)]

@@ -1,0 +1,150 @@
+"""Neuron positions and the distances between them, for spatial priors.
+
+A spatial prior needs a place for every input and output unit of a layer. Two layouts:
+
+- **line**: unit ``i`` of ``n`` sits at ``i / n`` (the reference write-up's
+  ``d = |i/n_out - j/n_in|`` normalised index distance), whatever the input's shape.
+- **grid**: image inputs sit at their pixel coordinates (every channel of a pixel at
+  the same place); units without a spatial shape (hidden units) sit row-major on the
+  most square grid that holds them (`grid_shape`), the last row possibly part-filled.
+  Coordinates are scaled by the longest side so positions lie in [0, 1]² and the
+  grid's aspect ratio is kept.
+
+Distances are Euclidean (default) or L1, computed exactly (no ``cdist`` matmul
+shortcut, so a unit's distance to its own position is exactly 0), in float64, and by
+default divided by ``d_max``, the largest distance between any output and any input
+position of the layer, so that normalised distances lie in [0, 1] with 1 reached.
+
+Pure functions of sizes and shapes: no randomness, no state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+
+__all__ = [
+    "grid_shape", "line_positions", "grid_positions", "auto_grid_positions", "input_positions",
+    "layer_positions", "pairwise_distance", "normalize_distance", "layer_distance",
+]
+
+Metric = Literal["euclidean", "l1"]
+Layout = Literal["line", "grid"]
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """(rows, cols) of the most square grid that holds ``n`` units: ``cols = ceil(sqrt(n))``,
+    ``rows = ceil(n / cols)``. 256 → (16, 16); 40 → (6, 7); 10 → (3, 4).
+
+    Raises:
+        ValueError: ``n < 1``.
+    """
+    if n < 1:
+        raise ValueError(f"a grid needs at least one unit, got n={n}")
+    cols = math.isqrt(n - 1) + 1  # ceil(sqrt(n)) without float error
+    return math.ceil(n / cols), cols
+
+
+def line_positions(n: int) -> torch.Tensor:
+    """Positions ``i / n`` of ``n`` units on a line, shape (n, 1), in [0, 1)."""
+    return (torch.arange(n, dtype=torch.float64) / n).unsqueeze(1)
+
+
+def grid_positions(rows: int, cols: int, count: int | None = None) -> torch.Tensor:
+    """Row-major positions (y, x) of the first ``count`` cells of a rows × cols grid, shape
+    (count, 2). Cell (r, c) sits at (r, c) / (max(rows, cols) - 1): the longest side spans
+    [0, 1] and the aspect ratio is kept. A single cell sits at (0, 0)."""
+    count = rows * cols if count is None else count
+    if count > rows * cols:
+        raise ValueError(f"{count} units do not fit a {rows}x{cols} grid")
+    index = torch.arange(count)
+    yx = torch.stack([index // cols, index % cols], dim=1).to(torch.float64)  # (count, 2)
+    return yx / max(max(rows, cols) - 1, 1)
+
+
+def auto_grid_positions(n: int) -> torch.Tensor:
+    """Positions of ``n`` units without a shape of their own, on `grid_shape(n)`; (n, 2)."""
+    return grid_positions(*grid_shape(n), count=n)
+
+
+def input_positions(in_shape: Sequence[int]) -> torch.Tensor:
+    """Grid positions of a flattened input of shape ``(C, H, W)``, ``(C, L)`` or ``(L,)``, in
+    the flatten order (channel-major): every channel of a pixel gets the pixel's place.
+    One spatial dimension is a 1 × L grid. Returns (prod(in_shape), 2)."""
+    shape = tuple(in_shape)
+    if len(shape) == 1:
+        channels, spatial = 1, (1, shape[0])
+    elif len(shape) == 2:
+        channels, spatial = shape[0], (1, shape[1])
+    else:
+        channels, spatial = math.prod(shape[:-2]), shape[-2:]
+    pixels = grid_positions(*spatial)  # (H*W, 2)
+    return pixels.repeat(channels, 1)  # (C*H*W, 2)
+
+
+def layer_positions(n_out: int, n_in: int, layout: Layout = "line",
+                    in_shape: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of a layer's outputs and inputs: ((n_out, D), (n_in, D)).
+
+    Args:
+        n_out, n_in: the layer's sizes.
+        layout: "line" (index positions i/n for both sides) or "grid" (inputs at pixel
+            coordinates when ``in_shape`` is given, else on the auto grid; outputs on the
+            auto grid).
+        in_shape: spatial shape of the input, e.g. (1, 28, 28); must hold ``n_in`` values.
+
+    Raises:
+        ValueError: unknown layout, or ``in_shape`` does not match ``n_in``.
+    """
+    if layout == "line":
+        return line_positions(n_out), line_positions(n_in)
+    if layout != "grid":
+        raise ValueError(f"unknown layout {layout!r}; allowed: line, grid")
+    if in_shape is not None and math.prod(in_shape) != n_in:
+        raise ValueError(f"in_shape {tuple(in_shape)} holds {math.prod(in_shape)} values, the layer has {n_in} inputs")
+    inputs = input_positions(in_shape) if in_shape is not None else auto_grid_positions(n_in)
+    return auto_grid_positions(n_out), inputs
+
+
+def pairwise_distance(a: torch.Tensor, b: torch.Tensor, metric: Metric = "euclidean") -> torch.Tensor:
+    """Distances between every row of ``a`` (n, D) and every row of ``b`` (m, D): (n, m).
+
+    Computed from explicit differences, so equal positions give exactly 0.
+
+    Raises:
+        ValueError: unknown metric or mismatched dimensions.
+    """
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"positions of different dimension: {a.shape[-1]} and {b.shape[-1]}")
+    diff = (a[:, None, :] - b[None, :, :]).abs()  # (n, m, D)
+    if metric == "euclidean":
+        return diff.pow(2).sum(-1).sqrt()
+    if metric == "l1":
+        return diff.sum(-1)
+    raise ValueError(f"unknown metric {metric!r}; allowed: euclidean, l1")
+
+
+def normalize_distance(distance: torch.Tensor) -> torch.Tensor:
+    """``distance / d_max`` with ``d_max = distance.max()``, so values lie in [0, 1] and the
+    largest is 1. All-zero distances (a 1 × 1 layer) are returned unchanged."""
+    d_max = distance.max()
+    return distance / d_max if d_max > 0 else distance.clone()
+
+
+def layer_distance(n_out: int, n_in: int, layout: Layout = "line", metric: Metric = "euclidean",
+                   in_shape: Sequence[int] | None = None, normalize: bool = True,
+                   dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """The (n_out, n_in) distance matrix of a layer, normalised by its ``d_max`` unless
+    ``normalize=False``. On a line the metric makes no difference (one dimension).
+
+    Returns:
+        A tensor of ``dtype`` on ``device``; entry (i, j) is the distance from output unit
+        i to input unit j.
+    """
+    out_pos, in_pos = layer_positions(n_out, n_in, layout, in_shape)
+    distance = pairwise_distance(out_pos, in_pos, metric)
+    if normalize:
+        distance = normalize_distance(distance)
+    return distance.to(device=device, dtype=dtype)

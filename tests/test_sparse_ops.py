@@ -1,0 +1,70 @@
+"""The compressed (CSR) linear map equals masked dense, in values and all gradients."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wiringlab.sparse_ops import CSRPattern, csr_linear, dense_from_values, values_from_dense
+
+
+def _case(sparsity, seed, out_f=12, in_f=30, batch=5, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(out_f, in_f, generator=g) >= sparsity
+    weight = torch.randn(out_f, in_f, generator=g, dtype=dtype) * mask
+    x = torch.randn(batch, in_f, generator=g, dtype=dtype)
+    bias = torch.randn(out_f, generator=g, dtype=dtype)
+    return mask, weight, x, bias
+
+
+@pytest.mark.parametrize("sparsity", [0.9, 0.95, 0.99, 0.5])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_outputs_and_gradients_equal_masked_dense(sparsity, seed):
+    mask, weight, x, bias = _case(sparsity, seed, out_f=40, in_f=100)
+    pattern = CSRPattern.from_mask(mask)
+    values = values_from_dense(weight, mask).requires_grad_()
+    xs, bs = x.clone().requires_grad_(), bias.clone().requires_grad_()
+    xd, bd = x.clone().requires_grad_(), bias.clone().requires_grad_()
+    wd = weight.clone().requires_grad_()
+    ys = csr_linear(xs, values, pattern, bs)
+    yd = F.linear(xd, wd * mask, bd)
+    torch.testing.assert_close(ys, yd)
+    grad = torch.randn_like(yd)
+    ys.backward(grad)
+    yd.backward(grad)
+    torch.testing.assert_close(xs.grad, xd.grad)
+    torch.testing.assert_close(bs.grad, bd.grad)
+    torch.testing.assert_close(dense_from_values(values.grad, mask), wd.grad * mask)
+
+
+def test_gradcheck_float64():
+    mask, weight, x, bias = _case(0.8, 3, out_f=6, in_f=9, batch=3)
+    mask[0, 0] = True  # at least one entry
+    pattern = CSRPattern.from_mask(mask)
+    values = values_from_dense(weight, mask).requires_grad_()
+    inputs = (x.requires_grad_(), values, bias.requires_grad_())
+    assert torch.autograd.gradcheck(lambda a, v, b: csr_linear(a, v, pattern, b), inputs)
+
+
+@settings(max_examples=25, deadline=None)
+@given(out_f=st.integers(1, 20), in_f=st.integers(1, 20), seed=st.integers(0, 10_000),
+       density=st.floats(0.0, 1.0))
+def test_pattern_round_trip_and_transpose(out_f, in_f, seed, density):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(out_f, in_f, generator=g) < density
+    weight = torch.randn(out_f, in_f, generator=g) * mask
+    pattern = CSRPattern.from_mask(mask)
+    values = values_from_dense(weight, mask)
+    assert pattern.nnz == int(mask.sum())
+    torch.testing.assert_close(pattern.matrix(values).to_dense(), weight)
+    torch.testing.assert_close(pattern.transposed(values).to_dense(), weight.t())
+    torch.testing.assert_close(dense_from_values(values, mask), weight)
+
+
+def test_leading_dims_and_no_bias():
+    mask, weight, x, _ = _case(0.7, 4, dtype=torch.float32)
+    pattern = CSRPattern.from_mask(mask)
+    x3 = torch.randn(2, 3, mask.shape[1])
+    y = csr_linear(x3, values_from_dense(weight, mask), pattern)
+    torch.testing.assert_close(y, F.linear(x3, weight))

@@ -1,0 +1,85 @@
+"""Stacked members train exactly as the same members trained one at a time."""
+
+import pytest
+import torch
+
+from helpers import blob_data
+from wiringlab.engine import train
+from wiringlab.engine.stacked import train_stacked
+from wiringlab.engine.stacking import StackedMembers, stackable
+from wiringlab.experiment.config import MLPConfig, TrainConfig
+from wiringlab.init import init_parameters_
+from wiringlab.models import build_model
+from wiringlab.seeding import make_generator
+
+
+def _model(seed, **kw):
+    return init_parameters_(build_model(MLPConfig(hidden=[24, 16], **kw), (20,), 4), make_generator(seed, "init"))
+
+
+def _cfg(opt, lr, wd=0.0, l1=0.0, epochs=3):
+    return TrainConfig(epochs=epochs, batch_size=32, progress=False, l1=l1, lr_schedule={"name": "cosine"},
+                       optimizer={"name": opt, "lr": lr, "weight_decay": wd, "momentum": 0.9,
+                                  "nesterov": opt == "sgd"})
+
+
+def _strip(history):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in history]
+
+
+@pytest.mark.parametrize("opt,lrs", [("sgd", [0.05, 0.02, 0.05]), ("adam", [1e-3, 3e-3, 1e-3]),
+                                     ("adamw", [1e-3, 2e-3, 1e-3]), ("rmsprop", [1e-3, 5e-4, 1e-3])])
+def test_stacked_equals_sequential(opt, lrs):
+    data = blob_data(n_train=480, n_test=200)  # 15 steps/epoch x 3 epochs
+    seeds, wds, l1s = [0, 1, 2], [0.0, 1e-3, 5e-4], [0.0, 0.0, 1e-4]
+    cfgs = [_cfg(opt, lr, wd, l1) for lr, wd, l1 in zip(lrs, wds, l1s)]
+    alone = [_model(s) for s in seeds]
+    results_alone = [train(m, data, c, seed=s) for m, c, s in zip(alone, cfgs, seeds)]
+    stacked = [_model(s) for s in seeds]
+    results_stacked = train_stacked(stacked, data, cfgs, seeds=seeds)
+    for a, b, ra, rb in zip(alone, stacked, results_alone, results_stacked):
+        for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4, msg=name)
+        for x, y in zip(_strip(ra.history), _strip(rb.history)):
+            assert x.keys() == y.keys()
+            for k in x:
+                assert x[k] == pytest.approx(y[k], abs=1e-4), k
+
+
+def test_members_do_not_leak():
+    """A member's trajectory is the same whatever the other members' hyperparameters."""
+    data = blob_data(n_train=256)
+    a = train_stacked([_model(0), _model(1)], data, [_cfg("adam", 1e-3), _cfg("adam", 1e-3)], seeds=[0, 1])
+    b = train_stacked([_model(0), _model(1)], data, [_cfg("adam", 1e-3), _cfg("adam", 1.0, wd=0.1)], seeds=[0, 1])
+    for x, y in zip(_strip(a[0].history), _strip(b[0].history)):
+        assert x == pytest.approx(y, abs=1e-6)
+    assert a[1].history[-1]["train_loss"] != b[1].history[-1]["train_loss"]
+
+
+def test_diverged_member_is_recorded_alone():
+    data = blob_data(n_train=256)
+    results = train_stacked([_model(0), _model(1)], data, [_cfg("sgd", 0.05), _cfg("sgd", 1e12)], seeds=[0, 1])
+    assert results[0].status == "completed" and len(results[0].history) == 3
+    assert results[1].status == "diverged"
+    assert results[0].final["test_acc"] > 0.8
+
+
+def test_members_alias_the_stack_and_resync_repairs_replacement():
+    models = [_model(0), _model(1)]
+    stack = StackedMembers(models)
+    layer = models[1].stack.hidden[0][0]
+    with torch.no_grad():
+        layer.weight.mul_(0)  # in-place on a member reaches the stack
+    assert stack.params["stack.hidden.0.0.weight"][1].abs().sum() == 0
+    layer.weight.data = torch.ones_like(layer.weight)  # replaced: resync copies it back
+    stack.resync()
+    assert torch.equal(stack.params["stack.hidden.0.0.weight"][1], torch.ones_like(layer.weight))
+
+
+def test_unstackable_models_say_why():
+    assert "BatchNorm" in stackable(_model(0, batchnorm=True))
+    assert "dropout" in stackable(_model(0, dropout=0.2))
+    assert stackable(_model(0)) is None
+    with pytest.raises(ValueError, match="structure"):
+        StackedMembers([_model(0), init_parameters_(build_model(MLPConfig(hidden=[8]), (20,), 4),
+                                                     make_generator(0, "init"))])

@@ -8,6 +8,7 @@ with the reason logged. Each member still gets its own run folder and summary.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -18,8 +19,8 @@ import torch
 from ..engine import to_device_data
 from ..engine.stacked import stack_compatible, train_stacked
 from ..engine.stacking import stackable, structure_signature
-from .execute import (DatasetCache, build_callbacks, build_penalties, build_run_model, execute_run, fail_run,
-                      finish_run, resolve_device)
+from .execute import (DatasetCache, build_callbacks, build_penalties, build_run_model, epoch_consumer, execute_run,
+                      fail_run, finish_run, resolve_device)
 from .recipe import RunSpec
 from .store import RunFolder
 
@@ -61,6 +62,9 @@ def group_runs(specs: list[RunSpec], max_members: int = 16) -> list[list[RunSpec
 
 
 def _why_not(models, specs) -> str | None:
+    evolution = specs[0].config.evolution
+    if evolution is not None and evolution.regrow == "gradient":  # same for the whole group (stack_key)
+        return "SET regrow=gradient captures dense gradients with module hooks, which a vmapped stack never calls"
     reason = stackable(models[0]) or stack_compatible([s.config.train for s in specs])
     if reason is None and len({structure_signature(m) for m in models}) > 1:
         reason = "models differ in structure"
@@ -87,12 +91,14 @@ def execute_group(specs: list[RunSpec], out_dir: Path, datasets: DatasetCache | 
     for spec, folder in zip(specs, folders):
         folder.start(spec.config.model_dump(mode="json"))
     try:
-        results = train_stacked(
-            models, data, [s.config.train for s in specs], seeds=[s.seed for s in specs],
-            callbacks=[build_callbacks(s.config, m) for s, m in zip(specs, models)],
-            penalties=[build_penalties(s.config, m) for s, m in zip(specs, models)],
-            on_epoch=[f.append_metrics for f in folders], run_dirs=[f.path for f in folders],
-        )
+        with contextlib.ExitStack() as consumers:
+            on_epoch = [consumers.enter_context(epoch_consumer(s.config, f)) for s, f in zip(specs, folders)]
+            results = train_stacked(
+                models, data, [s.config.train for s in specs], seeds=[s.seed for s in specs],
+                callbacks=[build_callbacks(s.config, m) for s, m in zip(specs, models)],
+                penalties=[build_penalties(s.config, m) for s, m in zip(specs, models)],
+                on_epoch=on_epoch, run_dirs=[f.path for f in folders],
+            )
     except Exception as err:
         return [fail_run(s, f, err, device, time.perf_counter() - start) for s, f in zip(specs, folders)]
     wall = time.perf_counter() - start

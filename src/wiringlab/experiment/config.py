@@ -33,12 +33,16 @@ __all__ = [
     "OptimizerConfig",
     "LRScheduleConfig",
     "TrainConfig",
+    "SnapshotConfig",
     "DistanceRegrowConfig",
     "SETConfig",
     "TaskKernelConfig",
     "TaskConfig",
     "MultitaskConfig",
     "RunConfig",
+    "SymmetryAnalysisConfig",
+    "SimilarityAnalysisConfig",
+    "AnalysisConfig",
 ]
 
 
@@ -382,6 +386,14 @@ class MultitaskConfig(StrictModel):
         return tasks
 
 
+class SnapshotConfig(StrictModel):
+    """Save effective weights during training into `<run>/snapshots/epoch_NNN.safetensors`."""
+
+    epochs: Union[Literal["all"], list[Annotated[int, Field(ge=0)]]] = "all"  # epochs completed; 0 = at init
+    # "hidden" (all but the classifier), "all", or indices among linear_layers(model), 0 = first
+    layers: Union[Literal["hidden", "all"], list[Annotated[int, Field(ge=0)]]] = "hidden"
+
+
 class RunConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=MLPConfig)
@@ -390,6 +402,7 @@ class RunConfig(StrictModel):
     seed: int = Field(default=0, ge=0)
     save_weights: bool = True  # write weights.safetensors at the end of the run
     multitask: MultitaskConfig | None = None  # several tasks through one trunk; None = a single-task run
+    snapshots: SnapshotConfig | None = None  # effective weights at chosen epochs (symmetry analysis)
 
     @model_validator(mode="after")
     def _evolution_needs_sparse_layers(self):
@@ -418,6 +431,29 @@ class RunConfig(StrictModel):
     def data_configs(self) -> list[DataConfig]:
         """The datasets this run reads: its tasks' (multitask) or its own."""
         return [t.data for t in self.multitask.tasks.values()] if self.multitask is not None else [self.data]
+
+
+class SymmetryAnalysisConfig(StrictModel):
+    """Within-network symmetry of snapshotted layers (report section; needs `snapshots`)."""
+
+    overlap_threshold: float = Field(default=0.95, gt=0.0, le=1.0)  # a pair overlaps when |cos| > this
+    scatter_epochs: list[Annotated[int, Field(ge=0)]] | None = None  # cos(t) vs cos(0) panels; None: 3 spread
+    max_scatter_points: int = Field(default=20000, gt=0)  # pairs drawn per panel (seeded subsample)
+
+
+class SimilarityAnalysisConfig(StrictModel):
+    """Cross-seed similarity of finished runs (report section; needs saved weights)."""
+
+    enabled: bool = True  # pairs of seeds of the same config, whenever a config has >= 2 runs
+    across_configs: bool = False  # also every pair of runs from two different configs
+    test_samples: int = Field(default=1000, gt=1)  # first N test samples for CKA and permutation sensitivity
+
+
+class AnalysisConfig(StrictModel):
+    """Analyses the report runs over a results folder (recipe key `analysis`)."""
+
+    symmetry: SymmetryAnalysisConfig = Field(default_factory=SymmetryAnalysisConfig)
+    similarity: SimilarityAnalysisConfig = Field(default_factory=SimilarityAnalysisConfig)
 
 
 # Fields that change how a run is shown, never what it computes: left out of run ids.

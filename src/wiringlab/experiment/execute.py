@@ -80,7 +80,16 @@ def build_callbacks(config, model) -> list:
                     if isinstance(layer, SparseLinear)]
     if named_sparse:
         callbacks.append(TopologyLogger(named_sparse))
-    return callbacks
+    return [*callbacks, *_snapshot_callbacks(config, model)]  # snapshots see the final state
+
+
+def _snapshot_callbacks(config, model) -> list:
+    if config.snapshots is None:
+        return []
+    from ..engine.snapshots import SnapshotCallback, snapshot_layers
+
+    snapshot_layers(model, config.snapshots.layers)  # a bad index fails here, before training
+    return [SnapshotCallback(config.snapshots.layers, config.snapshots.epochs)]
 
 
 def build_penalties(config, model) -> list:

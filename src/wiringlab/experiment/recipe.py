@@ -9,6 +9,7 @@ A recipe file::
     zip: {train.optimizer.lr: [0.1, 0.05]}             # optional: lists advanced together
     seeds: [0, 1, 2]
     baseline: "hidden=[64]"                            # optional: label compared against
+    analysis: {similarity: {across_configs: true}}     # optional: report analyses (see config.py)
 
 expands to one `RunSpec` per (grid point, zip index, seed). Every expanded config is
 validated before anything runs; an error names the file, the key and what is allowed.
@@ -28,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from .config import PRESENTATION_ONLY, RunConfig, StrictModel
+from .config import PRESENTATION_ONLY, AnalysisConfig, RunConfig, StrictModel
 from .errors import ConfigError, format_validation_error
 
 __all__ = ["Recipe", "RunSpec", "load_recipe", "expand", "run_id", "parse_override", "set_dotted"]
@@ -42,6 +43,7 @@ class Recipe(StrictModel):
     zip: dict[str, list[Any]] = Field(default_factory=dict)  # dotted key -> values, paired by index
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     baseline: str | None = None  # label of the config others are compared with (default: the first)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)  # report analyses (never changes a run)
 
     @field_validator("name")
     @classmethod
@@ -93,6 +95,9 @@ def parse_override(text: str) -> tuple[str, Any]:
 def run_id(config: RunConfig, label: str) -> str:
     """A stable, readable id: label slug, seed and a hash of everything that shapes the result."""
     dumped = config.model_dump(mode="json")
+    # Optional sections left unset (None) are dropped, so adding a new optional section
+    # to RunConfig never changes the ids (and resume state) of existing results folders.
+    dumped = {k: v for k, v in dumped.items() if v is not None}
     for section, key in PRESENTATION_ONLY:
         dumped.get(section, {}).pop(key, None)
     digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:10]

@@ -12,7 +12,9 @@ from .html import ReportSection, write_report_html
 from .locality import locality_section
 from .multitask import multitask_section
 from .overfitting import overfitting_section
+from .similarity_section import similarity_section
 from .spatial import epochs_to_threshold_section, kernel_section, sparsity_section
+from .symmetry_section import symmetry_section
 from .table import compute_tables, group_by_label, render_markdown, write_summary_csv
 from .topology import topology_section
 
@@ -58,7 +60,8 @@ def _learning_curves(out_dir: Path, recipe: dict, summaries: list[dict]) -> tupl
 # {name: figure path}). Analyses of a run type add their section here; a section that
 # has nothing to say for a folder returns ("", {}).
 REPORT_SECTIONS = [_learning_curves, overfitting_section, topology_section, epochs_to_threshold_section,
-                   kernel_section, sparsity_section, locality_section, multitask_section]
+                   kernel_section, sparsity_section, locality_section, multitask_section,
+                   symmetry_section, similarity_section]
 
 
 def _section_name(section, markdown: str) -> str:

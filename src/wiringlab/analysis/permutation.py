@@ -1,0 +1,226 @@
+"""Hidden units of a model as a permutable chain: weights, representations, shuffles.
+
+A wiringlab MLP or LeNet is, from its first linear layer on, a chain of linear layers
+in which layer l+1 reads the units of layer l (after BatchNorm, activation and dropout,
+which act unit by unit). Permuting layer l's units — its weight rows, bias and
+BatchNorm parameters and statistics — together with layer l+1's input columns leaves
+the function unchanged for plain layers. A layer whose effective weight multiplies
+`weight` by a fixed positional buffer (a spatial kernel) does not commute with such a
+shuffle: `permutation_sensitivity` measures how much that matters.
+
+No I/O; the only randomness is the permutation the caller passes in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..layers import effective_weight
+from ..models import linear_layers
+from .similarity import permute_inputs
+
+__all__ = ["NotAChainError", "UnitChain", "unit_chain", "chain_weights", "chain_unit_extras", "permute_hidden_units_",
+           "hidden_representations", "accuracy", "PermutationSensitivity", "permutation_sensitivity"]
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+class NotAChainError(ValueError):
+    """The model's linear layers do not feed one another, so units cannot be permuted through."""
+
+
+@dataclass
+class UnitChain:
+    """The linear layers of a model in forward order and the norm layer after each."""
+
+    layers: list[nn.Module]
+    norms: list[nn.Module | None]  # one per layer; None where no BatchNorm follows
+
+
+def _norm_after(model: nn.Module) -> dict[int, nn.Module]:
+    found = {}
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            items = list(module)
+            for first, second in zip(items, items[1:]):
+                if isinstance(second, _NORMS):
+                    found[id(first)] = second
+    return found
+
+
+def unit_chain(model: nn.Module) -> UnitChain:
+    """The model's linear layers (`linear_layers`) as a chain, with their BatchNorms.
+
+    Raises:
+        NotAChainError: consecutive linear layers do not connect (layer l+1's inputs are not
+            a multiple of layer l's units), so hidden units cannot be permuted through.
+    """
+    layers = linear_layers(model)
+    for index, (layer, following) in enumerate(zip(layers, layers[1:])):
+        out, fan_in = layer.weight.shape[0], following.weight.shape[1]
+        if fan_in % out:
+            raise NotAChainError(f"linear layers {index} and {index + 1} do not form a chain ({out} units feed "
+                             f"{fan_in} inputs); permutation analyses need layer l+1 to read layer l")
+    norms = _norm_after(model)
+    return UnitChain(layers, [norms.get(id(layer)) for layer in layers])
+
+
+@torch.no_grad()
+def chain_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The effective weights of the chain, W_0 … W_L (detached)."""
+    return [effective_weight(layer).detach() for layer in unit_chain(model).layers]
+
+
+@torch.no_grad()
+def chain_unit_extras(model: nn.Module) -> list[torch.Tensor | None]:
+    """Per hidden layer, an (out, k) tensor of the units' other parameters (bias,
+    BatchNorm weight and bias), used as extra matching features; None when there are none."""
+    chain = unit_chain(model)
+    extras = []
+    for layer, norm in zip(chain.layers[:-1], chain.norms[:-1]):
+        columns = [layer.bias] if layer.bias is not None else []
+        if norm is not None and norm.affine:
+            columns += [norm.weight, norm.bias]
+        extras.append(torch.stack([c.detach() for c in columns], dim=1) if columns else None)  # (out, k)
+    return extras
+
+
+def _permute_rows_(tensor: torch.Tensor | None, perm: torch.Tensor) -> None:
+    if tensor is not None:
+        tensor.copy_(tensor.index_select(0, perm))
+
+
+@torch.no_grad()
+def permute_hidden_units_(model: nn.Module, layer: int, perm: torch.Tensor, *, consistent: bool = True,
+                          buffers_follow: Sequence[str] = ()) -> nn.Module:
+    """Reorder the units of hidden linear layer `layer` in place.
+
+    Moves the layer's parameters that have one entry per unit (raw `weight` rows, `bias`,
+    e.g. a learnable per-unit scale), and its BatchNorm's weight, bias and running
+    statistics. With `consistent`, also reorders the next linear layer's raw
+    `weight` input columns, so a plain network computes exactly the same function.
+    Buffers of the layers (a spatial kernel, a locality prior) stay in place unless
+    named in `buffers_follow` (e.g. ("mask",) for a sparse mask, which belongs to the
+    unit rather than to a position).
+
+    Args:
+        model: the model (modified in place).
+        layer: index among `linear_layers(model)`; not the classifier.
+        perm: LongTensor; unit `perm[i]` becomes unit i.
+        consistent: also permute the next layer's inputs.
+        buffers_follow: names of buffers that move with the units.
+
+    Returns:
+        `model`.
+
+    Raises:
+        IndexError: `layer` is the classifier or out of range.
+        ValueError: `perm` has the wrong length.
+    """
+    chain = unit_chain(model)
+    if not 0 <= layer < len(chain.layers) - 1:
+        raise IndexError(f"layer {layer} is not a hidden linear layer (0..{len(chain.layers) - 2})")
+    target, norm = chain.layers[layer], chain.norms[layer]
+    if len(perm) != target.weight.shape[0]:
+        raise ValueError(f"permutation of length {len(perm)} for a layer of {target.weight.shape[0]} units")
+    perm = perm.to(target.weight.device)
+    for parameter in target.parameters(recurse=False):  # weight, bias, any per-unit parameter (a scale)
+        if parameter.dim() >= 1 and parameter.shape[0] == len(perm):
+            _permute_rows_(parameter, perm)
+    for name in buffers_follow:
+        _permute_rows_(getattr(target, name), perm)
+    if norm is not None:
+        for tensor in (norm.weight, norm.bias, norm.running_mean, norm.running_var):
+            _permute_rows_(tensor, perm)
+    if consistent:
+        following = chain.layers[layer + 1]
+        following.weight.copy_(permute_inputs(following.weight, perm))
+        for name in buffers_follow:
+            buffer = getattr(following, name, None)
+            if buffer is not None and buffer.dim() >= 2:
+                buffer.copy_(permute_inputs(buffer, perm))
+    return model
+
+
+def _block_of(model: nn.Module, layer: nn.Module) -> nn.Module:
+    for module in model.modules():
+        if isinstance(module, nn.Sequential) and len(module) and module[0] is layer:
+            return module
+    return layer
+
+
+@torch.no_grad()
+def hidden_representations(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> list[torch.Tensor]:
+    """The units of every hidden linear layer on inputs `x`, in eval mode.
+
+    For wiringlab models a unit's value is the output of its block (linear → BatchNorm
+    → activation → dropout, i.e. post-activation); a linear layer outside such a block
+    contributes its own (pre-activation) output.
+
+    Returns:
+        One (n, units) tensor per hidden linear layer, on `x`'s device.
+    """
+    layers = linear_layers(model)[:-1]
+    outputs: list[list[torch.Tensor]] = [[] for _ in layers]
+    hooks = [_block_of(model, layer).register_forward_hook(
+        lambda _m, _i, out, slot=slot: slot.append(out.detach().flatten(1))) for layer, slot in zip(layers, outputs)]
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(x), batch_size):
+            model(x[start : start + batch_size])
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return [torch.cat(chunks) for chunks in outputs]
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Share of correct argmax predictions on (x, y), in eval mode."""
+    was_training = model.training
+    model.eval()
+    correct = sum(int((model(x[s : s + batch_size]).argmax(1) == y[s : s + batch_size]).sum())
+                  for s in range(0, len(x), batch_size))
+    model.train(was_training)
+    return correct / max(len(x), 1)
+
+
+@dataclass(frozen=True)
+class PermutationSensitivity:
+    accuracy: float  # the model as trained
+    shuffled: float  # layer's units permuted, next layer's inputs not
+    consistent: float  # layer's units and next layer's inputs permuted together
+
+    @property
+    def drop_shuffled(self) -> float:
+        return self.accuracy - self.shuffled
+
+    @property
+    def drop_consistent(self) -> float:
+        """0 for a plain layer; > 0 when a positional buffer (a kernel) breaks the symmetry."""
+        return self.accuracy - self.consistent
+
+
+def permutation_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: int, perm: torch.Tensor,
+                            *, batch_size: int = 1024, buffers_follow: Sequence[str] = ()) -> PermutationSensitivity:
+    """Accuracy on (x, y) before and after permuting hidden layer `layer`'s units by
+    `perm`, without and with the matching permutation of the next layer's inputs.
+
+    `model` is permuted in place and restored by the inverse permutation (an exact
+    reordering of values), so it is unchanged afterwards, without copying the model.
+    """
+    inverse = torch.argsort(perm)
+    results = []
+    for consistent in (False, True):
+        permute_hidden_units_(model, layer, perm, consistent=consistent, buffers_follow=buffers_follow)
+        try:
+            results.append(accuracy(model, x, y, batch_size))
+        finally:
+            permute_hidden_units_(model, layer, inverse, consistent=consistent, buffers_follow=buffers_follow)
+    return PermutationSensitivity(accuracy(model, x, y, batch_size), results[0], results[1])

@@ -13,4 +13,10 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 && [ ! -d /usr/sha
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) \
     || echo "note: could not apt-get install dataset-fashion-mnist; its tests will be skipped" >&2
 fi
-"$PY" -m pip install -q -e ".[test]"
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then
+  # Headless Chromium renders report.html in the tests; optional: nothing else needs it.
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+    || echo "note: could not apt-get install chromium; the browser test of report.html will be skipped" >&2
+fi
+# Extras: ray (the Ray executor and its tests against real clusters), tensorboard (--tensorboard).
+"$PY" -m pip install -q -e ".[test,ray,tensorboard]"

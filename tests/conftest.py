@@ -29,3 +29,24 @@ needs_fashion = pytest.mark.skipif(
     not os.path.isdir(FASHION_DIR),
     reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist",
 )
+
+
+@pytest.fixture(scope="session")
+def quickstart_folder(tmp_path_factory):
+    """The quickstart recipe as a user runs it, shortened (2 epochs, seeds 0 1): run once per
+    session and shared; returns (results folder, what the command printed). Read-only:
+    copy it before changing anything."""
+    import contextlib
+    import io
+    from pathlib import Path
+
+    from wiringlab.cli import main
+
+    out = tmp_path_factory.mktemp("quickstart") / "quickstart"
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["run", str(recipe), "--out", str(out), "--epochs", "2", "--seeds", "0", "1",
+                     "--set", "train.progress=false"])
+    assert code == 0, printed.getvalue()
+    return out, printed.getvalue()

@@ -1,20 +1,10 @@
 """The quickstart recipe, as a user runs it (shortened), writes every file of the results folder."""
 
-from pathlib import Path
 
-from wiringlab.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_quickstart_recipe_runs_and_writes_results(tmp_path, capsys):
-    out = tmp_path / "quickstart"
-    code = main(["run", str(ROOT / "recipes" / "quickstart.yaml"), "--out", str(out), "--epochs", "2",
-                 "--seeds", "0", "1", "--set", "train.progress=false"])
-    assert code == 0
-    printed = capsys.readouterr().out
+def test_quickstart_recipe_runs_and_writes_results(quickstart_folder):
+    out, printed = quickstart_folder
     assert "runs trained" in printed and "| config |" in printed
-    for name in ["summary.csv", "table.md", "recipe.json", "figures/learning_curves.png",
+    for name in ["summary.csv", "table.md", "recipe.json", "report.html", "figures/learning_curves.png",
                  "figures/spatial_kernels.png", "figures/effective_sparsity.png"]:
         assert (out / name).is_file(), name
     table = (out / "table.md").read_text()

@@ -42,3 +42,92 @@ def test_holm_known_example():
     assert adjusted == pytest.approx([0.06, 0.04, 0.06, 0.06])
     assert math.isnan(holm([float("nan"), 0.01])[0])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def _summary(label, seed, test_acc, test_loss, status="completed"):
+    return {"run_id": f"{label}-s{seed}", "label": label, "seed": seed, "status": status, "axes": {},
+            "final": {"test_acc": test_acc, "test_loss": test_loss, "train_acc": 0.9, "train_loss": 0.1},
+            "best_test_acc": test_acc, "wall_time_s": 1.0 + seed}
+
+
+# Fixed numbers: a baseline, a clearly better config, a close one, and one with a single
+# finished seed (plus a diverged one that must be left out).
+FIXED = {
+    "base": [(0.81, 0.52), (0.79, 0.55), (0.84, 0.50), (0.80, 0.53)],
+    "better": [(0.90, 0.40), (0.92, 0.38), (0.91, 0.41)],
+    "close": [(0.82, 0.51), (0.80, 0.56)],
+    "lonely": [(0.70, 0.90)],
+}
+
+
+@pytest.fixture
+def tables():
+    from wiringlab.report.table import compute_tables
+
+    summaries = [_summary(label, seed, a, loss) for label, runs in FIXED.items()
+                 for seed, (a, loss) in enumerate(runs)]
+    summaries.append(_summary("lonely", 9, float("nan"), float("nan"), status="diverged"))
+    return compute_tables({"name": "fixed", "question": "q?", "baseline": "base"}, summaries)
+
+
+def test_table_rows_against_scipy(tables):
+    rows = {r.label: r for r in tables.rows}
+    for label, runs in FIXED.items():
+        values = [a for a, _ in runs]
+        cell = rows[label].cells["test_acc"]
+        assert rows[label].n == cell.n == len(values)
+        assert cell.mean == pytest.approx(np.mean(values))
+        if len(values) > 1 and np.ptp(values) > 0:
+            low, high = sps.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=sps.sem(values))
+            assert cell.std == pytest.approx(np.std(values, ddof=1))
+            assert (cell.ci_low, cell.ci_high) == pytest.approx((low, high))
+    assert rows["lonely"].not_completed == "1 diverged" and rows["base"].not_completed == ""
+    assert math.isnan(rows["lonely"].cells["test_acc"].ci_low)
+
+
+def test_comparisons_against_scipy_and_holm(tables):
+    assert tables.baseline == "base" and tables.compared_metrics == ["test_acc", "test_loss"]
+    by_key = {(c.label, c.metric): c for c in tables.comparisons}
+    assert len(by_key) == 6  # 3 configs x 2 metrics
+    base = {"test_acc": [a for a, _ in FIXED["base"]], "test_loss": [loss for _, loss in FIXED["base"]]}
+    better = {"test_acc": [a for a, _ in FIXED["better"]], "test_loss": [loss for _, loss in FIXED["better"]]}
+    p_values = []
+    for metric in ("test_acc", "test_loss"):
+        ref = sps.ttest_ind(better[metric], base[metric], equal_var=False)
+        c = by_key[("better", metric)]
+        assert (c.test.t, c.test.p) == pytest.approx((ref.statistic, ref.pvalue))
+        assert c.test.difference == pytest.approx(np.mean(better[metric]) - np.mean(base[metric]))
+        assert (c.n, c.n_baseline, c.note) == (3, 4, "")
+        p_values.append(ref.pvalue)
+    # Holm runs over every testable row of the table (m = 4 here), untestable rows stay NaN
+    testable = [c for c in tables.comparisons if not c.note]
+    assert len(testable) == 4
+    assert [c.p_holm for c in testable] == pytest.approx(holm([c.test.p for c in testable]))
+    assert "n too small" in by_key[("lonely", "test_acc")].note and "1 vs 4" in by_key[("lonely", "test_acc")].note
+    assert math.isnan(by_key[("lonely", "test_loss")].p_holm)
+
+
+def test_markdown_renders_the_computed_structure(tables):
+    from wiringlab.report.table import format_p, render_markdown
+
+    text = render_markdown(tables)
+    c = next(c for c in tables.comparisons if c.label == "better" and c.metric == "test_acc")
+    row = f"| better | test_acc | {c.test.difference:.4f} | {c.test.t:.3f} | {format_p(c.test.p)} | {format_p(c.p_holm)} |"
+    assert row in text
+    assert "| lonely | 1 | 0.7000 (n=1) |" in text and "1 diverged |" in text
+    assert "n too small to test (n = 1 vs 4" in text
+
+
+@pytest.mark.parametrize("p,text", [(0.5, "0.5000"), (0.00012, "0.0001"), (3e-7, "3.0e-07"), (float("nan"), "–")])
+def test_p_values_never_print_as_zero(p, text):
+    from wiringlab.report.table import format_p
+
+    assert format_p(p) == text
+
+
+def test_no_variance_on_either_side_is_said_not_tested():
+    from wiringlab.report.table import compute_tables
+
+    summaries = [_summary(label, seed, 0.5, 0.25) for label in ("a", "b") for seed in range(3)]
+    (c, _) = compute_tables({"baseline": "a"}, summaries).comparisons
+    assert math.isnan(c.test.p) and c.note == "no variance on either side: t undefined"

@@ -26,15 +26,25 @@ def _run_overrides(args) -> list[tuple[str, object]]:
         overrides.append(("train.epochs", args.epochs))
     if args.device is not None:
         overrides.append(("train.device", args.device))
+    if args.tensorboard:
+        overrides.append(("train.tensorboard", True))
     return overrides
 
 
 def _cmd_run(args) -> int:
     from .experiment import expand, load_recipe, run_sweep
+    from .experiment.executors import make_executor
     from .report import build_report
 
+    if args.tensorboard:
+        from .experiment.tensorboard import require_tensorboard
+
+        require_tensorboard()
+    executor = make_executor(args.executor, workers=args.workers, address=args.address,
+                             gpus_per_task=args.gpus_per_task)
     recipe = load_recipe(args.recipe)
-    specs = expand(recipe, str(args.recipe), _run_overrides(args), _parse_seeds(args.seeds))
+    overrides = _run_overrides(args)
+    specs = expand(recipe, str(args.recipe), overrides, _parse_seeds(args.seeds))
     out_dir = Path(args.out) if args.out else Path("runs") / recipe.name
     if args.dry_run:
         from .experiment.store import RunFolder
@@ -44,7 +54,8 @@ def _cmd_run(args) -> int:
             print(f"{'done ' if done else 'todo '} {s.run_id}  [{s.label}] seed={s.seed}")
         print(f"{len(specs)} runs -> {out_dir}")
         return 0
-    result = run_sweep(recipe, specs, out_dir, workers=args.workers, stack=not args.no_stack)
+    result = run_sweep(recipe, specs, out_dir, executor=executor, overrides=overrides,
+                       stack=not args.no_stack)
     paths = build_report(out_dir)
     failed = [s for s in result.summaries if s["status"] == "failed"]
     print(f"{len(result.executed)} runs trained, {len(result.skipped)} already finished, "
@@ -61,6 +72,19 @@ def _cmd_report(args) -> int:
     paths = build_report(Path(args.dir))
     for name, path in paths.items():
         print(f"{name}: {path}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .report.compare import load_folders, render_comparison, write_comparison
+
+    if args.out and Path(args.out).suffix.lower() not in (".md", ".html", ".htm"):
+        print(f"error: --out {args.out}: use a .md or .html file name", file=sys.stderr)
+        return 2
+    markdown = render_comparison(load_folders([Path(d) for d in args.dirs]), args.metric)
+    print(markdown)
+    if args.out:
+        print(f"written: {write_comparison(Path(args.out), markdown)}")
     return 0
 
 
@@ -90,15 +114,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", nargs="+", help="seeds to run instead of the recipe's, e.g. 0 1 2 or 0,1,2")
     run.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
     run.add_argument("--device", help="shorthand for --set train.device=DEVICE (auto, cpu, cuda)")
-    run.add_argument("--workers", type=int, default=1, help="processes to spread runs over (one thread each)")
+    run.add_argument("--workers", type=int, default=1,
+                     help="processes to spread runs over (one thread each); with --executor ray and no "
+                          "--address, the CPUs of the local Ray cluster")
+    run.add_argument("--executor", default="auto", choices=["auto", "inprocess", "pool", "ray"],
+                     help="where runs execute: auto (in-process, or a process pool with --workers > 1), "
+                          "inprocess, pool, or ray (pip install 'wiringlab[ray]')")
+    run.add_argument("--address", help="Ray cluster to join, e.g. HEAD_IP:6379 (default: start a local one)")
+    run.add_argument("--gpus-per-task", type=float, default=0.25,
+                     help="GPU share of each Ray task (one run, or one stack of compatible runs) when the "
+                          "cluster has GPUs (default 0.25: 4 tasks per GPU)")
+    run.add_argument("--tensorboard", action="store_true",
+                     help="also log per-epoch metrics to runs/<id>/tensorboard/ (pip install 'wiringlab[tensorboard]')")
     run.add_argument("--no-stack", action="store_true",
                      help="train every run alone instead of stacking compatible runs into one model")
     run.add_argument("--dry-run", action="store_true", help="list the runs and whether each is done; train nothing")
     run.set_defaults(func=_cmd_run)
 
-    report = sub.add_parser("report", help="rebuild summary.csv, table.md and figures of a results folder")
+    report = sub.add_parser("report", help="rebuild summary.csv, table.md, figures and report.html of a results folder")
     report.add_argument("dir", help="a results folder, e.g. runs/quickstart")
     report.set_defaults(func=_cmd_report)
+
+    compare = sub.add_parser("compare", help="the same metrics of several results folders side by side")
+    compare.add_argument("dirs", nargs="+", metavar="DIR", help="results folders, e.g. runs/a runs/b")
+    compare.add_argument("--out", help="also write the comparison to FILE (.md or .html)")
+    compare.add_argument("--metric", action="append", help="metric to show (repeatable; default: all)")
+    compare.set_defaults(func=_cmd_compare)
 
     datasets = sub.add_parser("datasets", help="list, inspect or fetch datasets")
     datasets.add_argument("action", choices=["list", "info", "fetch"])
@@ -115,12 +156,17 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command == "datasets" and args.action != "list" and not args.name:
         parser.error(f"datasets {args.action} needs a dataset NAME")
+    if args.command == "compare" and len(args.dirs) < 2:
+        parser.error("compare needs at least two results folders")
+    if args.command == "run" and args.address and args.executor != "ray":
+        parser.error("--address is a Ray cluster's address; add --executor ray")
     from .data import DatasetError
     from .experiment import ConfigError
+    from .experiment.errors import MissingExtraError
 
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, FileNotFoundError) as err:
+    except (ConfigError, DatasetError, FileNotFoundError, MissingExtraError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -14,6 +14,9 @@ each kernel then lies in [floor, 1]:
 Defaults are the reference write-up's: linear 0.1 + 0.9·(1-d), exponential
 0.05 + 0.95·exp(-3d), gaussian 0.05 + 0.95·exp(-d²/0.18) (σ = 0.3), inverse 0.1 + 0.9·d.
 
+`kernel_locality` is the locality (wiring-cost) prior ``1 - d^p`` of
+`wiringlab.locality`: no floor (P = 0 at d = d_max), its shape set by p.
+
 `shuffled` is the control for "does the *structure* matter or only the distribution of
 values": the same multiset of values at positions permuted by a seeded generator.
 """
@@ -27,7 +30,7 @@ import torch
 
 __all__ = [
     "KernelName", "KERNEL_NAMES", "DEFAULT_FLOORS", "KernelSpec", "kernel_none", "kernel_linear",
-    "kernel_exponential", "kernel_gaussian", "kernel_inverse", "make_kernel", "shuffle_index",
+    "kernel_exponential", "kernel_gaussian", "kernel_inverse", "kernel_locality", "make_kernel", "shuffle_index",
     "shuffled", "blend",
 ]
 
@@ -59,6 +62,21 @@ def kernel_gaussian(d: torch.Tensor, sigma: float = 0.3, floor: float = 0.05) ->
 def kernel_inverse(d: torch.Tensor, floor: float = 0.1) -> torch.Tensor:
     """``floor + (1 - floor) · d``: distant connections strong, near ones weak."""
     return floor + (1.0 - floor) * d
+
+
+def kernel_locality(d: torch.Tensor, p: float = 1.0) -> torch.Tensor:
+    """The locality prior ``1 - d^p``: 1 at d = 0, 0 at d = 1 (the farthest pair).
+
+    p = 1 is a linear cost of distance; p = 0.5 (sqrt) falls fast near 0 and slowly far
+    out, so it is below the linear prior at every 0 < d < 1; p = 2 (quadratic) stays near
+    1 for short distances and is above the linear prior at every 0 < d < 1.
+
+    Raises:
+        ValueError: p <= 0 (the prior would not fall with distance).
+    """
+    if not p > 0:
+        raise ValueError(f"the locality exponent p must be > 0, got {p}")
+    return 1.0 - d.pow(p)
 
 
 @dataclass(frozen=True)

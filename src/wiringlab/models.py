@@ -14,7 +14,8 @@ from torch import nn
 
 from .layers import LayerSite, SeededDropout, make_linear
 
-__all__ = ["build_model", "MLP", "LeNet", "linear_layers", "hidden_linear_layers", "linear_layer_configs"]
+__all__ = ["build_model", "MLP", "LeNet", "linear_layers", "hidden_linear_layers", "linear_layer_configs",
+           "prior_block"]
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -36,7 +37,8 @@ def _uses_layer(layer_at, index: int) -> bool:
 
 
 class _LinearStack(nn.Module):
-    """Hidden linear blocks (linear → [BN] → act → [dropout]) and the classifier."""
+    """Hidden linear blocks (linear → [BN] → act → [dropout]), the optional prior block
+    (linear → [BN] → act; `prior`, an `nn.Identity` without one) and the classifier."""
 
     def __init__(self, config, in_features, in_shape, num_classes, device, dtype):
         super().__init__()
@@ -53,12 +55,28 @@ class _LinearStack(nn.Module):
             blocks.append(nn.Sequential(*block))
             width = out
         self.hidden = nn.Sequential(*blocks)
-        site = LayerSite(width, num_classes, len(config.hidden), is_output=True,
-                         in_shape=in_shape if not config.hidden else None)
+        index, shape = len(config.hidden), in_shape if not config.hidden else None
+        self.prior = nn.Identity()
+        if config.prior_block is not None:
+            self.prior = _prior_block(config, LayerSite(width, config.prior_block.width, index, in_shape=shape),
+                                      device, dtype)
+            width, index, shape = config.prior_block.width, index + 1, None
+        site = LayerSite(width, num_classes, index, is_output=True, in_shape=shape)
         self.classifier = make_linear(config.output_layer, site, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.hidden(x))
+        return self.classifier(self.prior(self.hidden(x)))
+
+
+def _prior_block(config, site: LayerSite, device, dtype) -> nn.Sequential:
+    """linear (plain or prior, by `config.prior_block.layer`) → [BatchNorm1d] → activation."""
+    block_cfg = config.prior_block
+    block = [make_linear(block_cfg.layer, site, device=device, dtype=dtype)]
+    if block_cfg.batchnorm:
+        block.append(nn.BatchNorm1d(site.out_features, device=device, dtype=dtype))
+    activation = config.activation if block_cfg.activation == "model" else block_cfg.activation
+    block.append(_ACTIVATIONS[activation]())
+    return nn.Sequential(*block)
 
 
 def _plain():
@@ -69,10 +87,11 @@ def _plain():
 
 def linear_layer_configs(config) -> list:
     """The layer config of every linear layer `config` (an MLP or LeNet config) builds, in
-    forward order: `layer` where `layer_at` selects a hidden layer, else plain linear, then
-    `output_layer`. Pairs one to one with `linear_layers(model)`."""
+    forward order: `layer` where `layer_at` selects a hidden layer, else plain linear, then the
+    prior block's layer (if any), then `output_layer`. Pairs one to one with `linear_layers(model)`."""
     hidden = [config.layer if _uses_layer(config.layer_at, i) else _plain() for i in range(len(config.hidden))]
-    return hidden + [config.output_layer]
+    prior = [config.prior_block.layer] if getattr(config, "prior_block", None) is not None else []
+    return hidden + prior + [config.output_layer]
 
 
 class MLP(nn.Module):
@@ -139,6 +158,14 @@ def build_model(config, input_shape, num_classes, *, device=None, dtype=None) ->
 def linear_layers(model: nn.Module) -> list[nn.Linear]:
     """All `nn.Linear` (and subclass) modules of `model`, in forward order."""
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def prior_block(model: nn.Module) -> nn.Sequential | None:
+    """The prior block (linear → [BN] → act before the classifier) of an MLP or LeNet built with
+    a `prior_block` config, else None. Its first module is the block's linear layer."""
+    stack = getattr(model, "stack", None)
+    block = getattr(stack, "prior", None)
+    return block if isinstance(block, nn.Sequential) else None
 
 
 def hidden_linear_layers(model: nn.Module) -> list[nn.Linear]:

@@ -48,7 +48,9 @@ def to_device_data(dataset, config, device: torch.device, dtype=torch.float32) -
 
     Returns:
         A `DeviceData`; with normalize="standard", inputs are (x - mean) / std with the
-        mean and std of the (cut) training inputs, per channel for images.
+        mean and std of the (cut) training inputs, per channel for images; with
+        "minmax", (x - min) / (max - min) with the global min and max of the training
+        inputs (uint8 pixels become x / 255, blank pixels stay exactly 0).
     """
     x_train, y_train = dataset.x_train[: config.n_train], dataset.y_train[: config.n_train]
     x_test, y_test = dataset.x_test[: config.n_test], dataset.y_test[: config.n_test]
@@ -57,6 +59,9 @@ def to_device_data(dataset, config, device: torch.device, dtype=torch.float32) -
     if config.normalize == "standard":
         mean, std = _channel_stats(x_train)
         x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    elif config.normalize == "minmax":
+        low, span = x_train.min(), (x_train.max() - x_train.min()).clamp_min(1e-8)
+        x_train, x_test = (x_train - low) / span, (x_test - low) / span
     return DeviceData(
         x_train.contiguous(), y_train.to(device), x_test.contiguous(), y_test.to(device),
         tuple(dataset.input_shape), dataset.num_classes,

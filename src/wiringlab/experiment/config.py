@@ -18,18 +18,26 @@ __all__ = [
     "StrictModel",
     "DataConfig",
     "LinearLayerConfig",
+    "SparseLayerConfig",
     "StaticScheduleConfig",
     "AnnealScheduleConfig",
     "SharpenScheduleConfig",
     "ScheduleConfig",
     "SpatialLayerConfig",
+    "LocalityLayerConfig",
     "LayerConfig",
+    "PriorBlockConfig",
     "MLPConfig",
     "LeNetConfig",
     "ModelConfig",
     "OptimizerConfig",
     "LRScheduleConfig",
     "TrainConfig",
+    "DistanceRegrowConfig",
+    "SETConfig",
+    "TaskKernelConfig",
+    "TaskConfig",
+    "MultitaskConfig",
     "RunConfig",
 ]
 
@@ -46,7 +54,9 @@ class DataConfig(StrictModel):
     options: dict[str, Any] = Field(default_factory=dict)  # dataset-specific, e.g. synthetic n_train
     n_train: int | None = Field(default=None, gt=0)  # keep the first n training samples (quick runs)
     n_test: int | None = Field(default=None, gt=0)  # keep the first n test samples
-    normalize: Literal["standard", "none"] = "standard"  # standard: per-channel (x - mean)/std of train
+    # standard: per-channel (x - mean)/std of train; minmax: (x - min)/(max - min) of train, so
+    # [0, 255] pixels become [0, 1] and blank pixels stay exactly 0 (as in the SET reference)
+    normalize: Literal["standard", "minmax", "none"] = "standard"
 
     @field_validator("name")
     @classmethod
@@ -63,6 +73,14 @@ class LinearLayerConfig(StrictModel):
     """A plain `nn.Linear`."""
 
     type: Literal["linear"] = "linear"
+
+
+class SparseLayerConfig(StrictModel):
+    """A `SparseLinear`: Erdős–Rényi mask, exactly round(density·n_in·n_out) active weights."""
+
+    type: Literal["sparse"] = "sparse"
+    epsilon: float = Field(default=20.0, gt=0.0)  # density = min(1, ε·(n_in + n_out)/(n_in·n_out))
+    density: float | None = Field(default=None, gt=0.0, le=1.0)  # fraction of active weights; overrides ε
 
 
 KernelRef = Literal["kernel", KernelName]  # "kernel": the layer's own kernel
@@ -109,6 +127,17 @@ SCHEDULE_SHORTHANDS = {
 }
 
 
+def _expand_schedule_shorthand(data):
+    """``schedule: anneal-out`` → the mapping `SCHEDULE_SHORTHANDS` names (kernel configs)."""
+    if isinstance(data, dict) and isinstance(data.get("schedule"), str):
+        name = data["schedule"]
+        if name not in SCHEDULE_SHORTHANDS:
+            raise ValueError(f"schedule {name!r} is not a shorthand; allowed: {', '.join(SCHEDULE_SHORTHANDS)}, "
+                             "or a mapping with kind: static | anneal | sharpen")
+        data = {**data, "schedule": dict(SCHEDULE_SHORTHANDS[name])}
+    return data
+
+
 class SpatialLayerConfig(StrictModel):
     """A `SpatialLinear`: W_eff = W ⊙ K (or normalized, or capped) with K a fixed kernel of the
     normalised distance between output and input units (see `wiringlab.kernels`)."""
@@ -116,13 +145,7 @@ class SpatialLayerConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _schedule_shorthand(cls, data):
-        if isinstance(data, dict) and isinstance(data.get("schedule"), str):  # e.g. schedule: anneal-in
-            name = data["schedule"]
-            if name not in SCHEDULE_SHORTHANDS:
-                raise ValueError(f"schedule {name!r} is not a shorthand; allowed: {', '.join(SCHEDULE_SHORTHANDS)}, "
-                                 "or a mapping with kind: static | anneal | sharpen")
-            data = {**data, "schedule": dict(SCHEDULE_SHORTHANDS[name])}
-        return data
+        return _expand_schedule_shorthand(data)  # e.g. schedule: anneal-in
 
     type: Literal["spatial"] = "spatial"
     kernel: KernelName = "exponential"
@@ -149,8 +172,19 @@ class SpatialLayerConfig(StrictModel):
         return self
 
 
+class LocalityLayerConfig(StrictModel):
+    """A `LocalityLinear`: W_eff = P ⊙ W with the locality prior P = 1 - (d/d_max)^p, inputs and
+    outputs each on their most-square 2-D grid, no wrap-around (see `wiringlab.locality`)."""
+
+    type: Literal["locality"] = "locality"
+    p: float = Field(default=1.0, gt=0.0)  # exponent of distance: 1 linear, 0.5 sqrt, 2 quadratic
+    rescale: Literal["none", "row"] = "none"  # row: each row of P scaled to sum n_in (input gain kept)
+    metric: Literal["euclidean", "l1"] = "euclidean"  # distance on the grid
+
+
 # Prior and sparse layer configs join this union (discriminated by `type`).
-LayerConfig = Annotated[Union[LinearLayerConfig, SpatialLayerConfig], Field(discriminator="type")]
+LayerConfig = Annotated[Union[LinearLayerConfig, SparseLayerConfig, SpatialLayerConfig, LocalityLayerConfig],
+                        Field(discriminator="type")]
 
 Activation = Literal["relu", "tanh", "gelu", "sigmoid", "identity"]
 LayerAt = Union[Literal["all", "first", "none"], list[int]]
@@ -164,16 +198,37 @@ def _default_tag(value, tag: str, default: str):
     return value
 
 
+def _layer_tags(data, keys):
+    if isinstance(data, dict):
+        data = dict(data)
+        for key in keys:
+            if key in data:
+                data[key] = _default_tag(data[key], "type", "linear")
+    return data
+
+
+class PriorBlockConfig(StrictModel):
+    """An extra block linear → BatchNorm → activation between the last hidden block and the
+    classifier. Control and treatment differ only in `layer` (plain `linear` vs a prior such as
+    `locality`): same width, same parameter names and counts."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tags(cls, data):
+        return _layer_tags(data, ("layer",))
+
+    width: int = Field(default=100, gt=0)  # units (on a most-square grid for a locality prior)
+    layer: LayerConfig = Field(default_factory=LinearLayerConfig)  # linear (control) or a prior layer
+    batchnorm: bool = True  # BatchNorm1d after the linear layer
+    activation: Union[Literal["model"], Activation] = "model"  # after BN; "model": the model's activation
+    l1: float = Field(default=0.0, ge=0.0)  # λ of λ·Σ|W| over this layer's raw W (per step, added to the loss)
+
+
 class _ClassifierConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _layer_tags(cls, data):
-        if isinstance(data, dict):
-            data = dict(data)
-            for key in ("layer", "output_layer"):
-                if key in data:
-                    data[key] = _default_tag(data[key], "type", "linear")
-        return data
+        return _layer_tags(data, ("layer", "output_layer"))
 
     hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [256])  # hidden widths
     activation: Activation = "relu"
@@ -182,6 +237,7 @@ class _ClassifierConfig(StrictModel):
     layer: LayerConfig = Field(default_factory=LinearLayerConfig)  # type of the hidden linear layers
     layer_at: LayerAt = "all"  # which hidden layers get `layer` (others are plain linear)
     output_layer: LayerConfig = Field(default_factory=LinearLayerConfig)  # the classifier layer
+    prior_block: PriorBlockConfig | None = None  # extra linear → BN → act block before the classifier
 
 
 class MLPConfig(_ClassifierConfig):
@@ -226,6 +282,7 @@ class TrainConfig(StrictModel):
     l1: float = Field(default=0.0, ge=0.0)  # coefficient of sum |W| over linear/conv weights
     device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N
     progress: bool = True  # tqdm bar per run, shown only on a terminal
+    tensorboard: bool = False  # also write per-epoch metrics to runs/<id>/tensorboard/ (tensorboard extra)
 
     @field_validator("device")
     @classmethod
@@ -235,12 +292,113 @@ class TrainConfig(StrictModel):
         raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
 
 
+class DistanceRegrowConfig(StrictModel):
+    """`regrow: distance`: regrowth probability ∝ a kernel of the normalised distance between
+    output and input units (`wiringlab.kernels`, `wiringlab.geometry`); short = likely."""
+
+    kernel: KernelName = "exponential"
+    floor: float | None = Field(default=None, ge=0.0, le=1.0)  # kernel value at distance 1; None = kernel default
+    k: float = Field(default=3.0, gt=0.0)  # exponential decay rate, per unit of normalised distance
+    sigma: float = Field(default=0.3, gt=0.0)  # gaussian width, normalised distance
+    geometry: Literal["line", "grid"] = "grid"  # grid: inputs at their pixels, hidden units on a square grid
+    metric: Literal["euclidean", "l1"] = "euclidean"
+
+
+class SETConfig(StrictModel):
+    """Sparse evolutionary training: after every `interval` epochs (never after the last),
+    prune a fraction ζ of each sparse layer's active weights and regrow as many."""
+
+    zeta: float = Field(default=0.3, ge=0.0, le=1.0)  # fraction of active weights pruned per evolution
+    zeta_schedule: Literal["constant", "cosine"] = "constant"  # cosine: ζ·(1 + cos(π·t))/2, t = progress
+    interval: int = Field(default=1, ge=1)  # epochs between evolutions
+    prune: Literal["sign", "magnitude"] = "sign"  # sign: ζ of positives and of negatives (reference)
+    regrow: Literal["random", "gradient", "distance"] = "random"  # gradient: largest |dL/dW_eff| (RigL),
+    #   from the epoch's last batch; distance: random, probability ∝ kernel of distance (see `distance`)
+    distance: DistanceRegrowConfig = Field(default_factory=DistanceRegrowConfig)  # used by regrow: distance
+    regrow_init: Literal["uniform", "zero"] = "uniform"  # new weights; uniform on [-scale, scale]
+    regrow_scale: float | None = Field(default=None, gt=0.0)  # None: sqrt(6/(n_in + n_out)) (reference)
+
+
+class TaskKernelConfig(StrictModel):
+    """The kernel one task puts on every shared trunk layer (condition spatial_decay)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_shorthand(cls, data):
+        return _expand_schedule_shorthand(data)  # e.g. schedule: static
+
+    kernel: KernelName = "exponential"
+    floor: float | None = Field(default=None, ge=0.0, le=1.0)  # kernel value at normalised distance 1; None = default
+    k: float = Field(default=3.0, gt=0.0)  # exponential decay rate, per unit of normalised distance
+    sigma: float = Field(default=0.3, gt=0.0)  # gaussian width, normalised distance
+    shift: float = Field(default=0.0, ge=0.0, lt=1.0)  # centre moved by this fraction of the input units (circular)
+    shuffle_seed: int | None = Field(default=None, ge=0)  # shuffled control: kernel positions permuted by this seed
+    # default: decay to uniform, K → all ones, linearly over training (re-evaluated every step)
+    schedule: ScheduleConfig = Field(default_factory=lambda: AnnealScheduleConfig(start="kernel", end="none"))
+
+    @model_validator(mode="after")
+    def _sharpen_needs_exponential(self):
+        if self.schedule.kind == "sharpen" and self.kernel != "exponential":
+            raise ValueError(f"schedule sharpen moves the k of an exponential kernel; set kernel: exponential "
+                             f"(got kernel: {self.kernel})")
+        return self
+
+
+class TaskConfig(StrictModel):
+    """One task of a multi-task run: its dataset, its weight in the loss, its kernel."""
+
+    data: DataConfig
+    loss_weight: float = Field(default=1.0, ge=0.0)  # the combined loss is Σ_task loss_weight · cross-entropy
+    batch_size: int | None = Field(default=None, gt=0)  # samples of this task per step; None = train.batch_size
+    kernel: TaskKernelConfig = Field(default_factory=TaskKernelConfig)  # used by condition spatial_decay
+
+
+class MultitaskConfig(StrictModel):
+    """Several datasets trained together through one trunk (see `wiringlab.engine.multitask`)."""
+
+    # separate: a network per task (same architecture, same batches, no sharing: the upper bound);
+    # no_spatial: a shared trunk (standard multi-task learning); spatial_decay: a shared trunk on which
+    # every task computes through its own kernel, each following its schedule (default: decay to uniform)
+    condition: Literal["separate", "no_spatial", "spatial_decay"] = "spatial_decay"
+    tasks: dict[str, TaskConfig] = Field(min_length=1)  # task name -> task; names key metrics: test_acc/<name>
+    width: int = Field(default=256, gt=0)  # units of the adapters' outputs and of every trunk layer
+    depth: int = Field(default=2, ge=0)  # trunk layers (width -> width)
+    activation: Activation = "relu"  # after the adapter and after every trunk layer
+    geometry: Literal["line", "grid"] = "line"  # neuron positions of the trunk kernels
+    metric: Literal["euclidean", "l1"] = "euclidean"  # distance on the grid
+    sparsity_threshold: float = Field(default=0.1, ge=0.0)  # kernel entries below it count in kernel_sparsity/<task>
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_names(cls, tasks: dict) -> dict:
+        import re
+
+        from torch import nn
+
+        for name in tasks:  # names key nn.ModuleDicts: no dots, no ModuleDict attribute (keys, train, ...)
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", name) or hasattr(nn.ModuleDict, name):
+                raise ValueError(f"task name {name!r}: use a letter then letters, digits, '-' or '_', and not a "
+                                 "name of an nn.ModuleDict attribute (keys, items, train, ...)")
+        return tasks
+
+
 class RunConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=MLPConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    evolution: SETConfig | None = None  # SET on the model's sparse layers; None = fixed masks
     seed: int = Field(default=0, ge=0)
     save_weights: bool = True  # write weights.safetensors at the end of the run
+    multitask: MultitaskConfig | None = None  # several tasks through one trunk; None = a single-task run
+
+    @model_validator(mode="after")
+    def _evolution_needs_sparse_layers(self):
+        model = self.model
+        hidden_sparse = model.layer.type == "sparse" and model.layer_at != "none" and bool(model.hidden)
+        if self.evolution is not None and not (hidden_sparse or model.output_layer.type == "sparse"):
+            raise ValueError("evolution needs sparse layers: set model.layer.type=sparse "
+                             "(or model.output_layer.type=sparse), or remove evolution")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -249,6 +407,18 @@ class RunConfig(StrictModel):
             data = {**data, "model": _default_tag(data["model"], "kind", "mlp")}
         return data
 
+    @model_validator(mode="after")
+    def _multitask_owns_data_and_model(self):
+        if self.multitask is not None and (self.data != DataConfig() or self.model != MLPConfig()):
+            raise ValueError("a multitask run takes its datasets from multitask.tasks.<name>.data and its network "
+                             "from multitask.width/depth/activation; leave the top-level data and model unset "
+                             "(e.g. --set multitask.tasks.<name>.data.n_train=N instead of data.n_train)")
+        return self
+
+    def data_configs(self) -> list[DataConfig]:
+        """The datasets this run reads: its tasks' (multitask) or its own."""
+        return [t.data for t in self.multitask.tasks.values()] if self.multitask is not None else [self.data]
+
 
 # Fields that change how a run is shown, never what it computes: left out of run ids.
-PRESENTATION_ONLY = {("train", "progress")}
+PRESENTATION_ONLY = {("train", "progress"), ("train", "tensorboard")}

@@ -6,11 +6,15 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["ConfigError", "format_validation_error"]
+__all__ = ["ConfigError", "MissingExtraError", "format_validation_error"]
 
 
 class ConfigError(ValueError):
     """A recipe or run config is invalid. The message names the file and the key."""
+
+
+class MissingExtraError(ImportError):
+    """An optional feature was asked for whose extra is not installed; the message says what to pip install."""
 
 
 def _unwrap(annotation):

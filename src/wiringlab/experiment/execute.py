@@ -7,6 +7,7 @@ decay-to-kernel), each a function of the config and the model.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import traceback
@@ -21,11 +22,13 @@ from ..layers import effective_weight
 from ..models import build_model, linear_layers
 from ..seeding import make_generator
 from .provenance import provenance
+from .locality_hooks import locality_penalties
 from .recipe import RunSpec
 from .spatial_hooks import spatial_callbacks, spatial_penalties
 from .store import RunFolder
 
-__all__ = ["execute_run", "resolve_device", "build_callbacks", "build_penalties", "build_run_model", "DatasetCache"]
+__all__ = ["execute_run", "finish_run", "fail_run", "failed_summary", "epoch_consumer", "resolve_device",
+           "build_callbacks", "build_penalties", "build_run_model", "DatasetCache"]
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +63,29 @@ def build_run_model(config, input_shape, num_classes, device) -> torch.nn.Module
 
 
 def build_callbacks(config, model) -> list:
-    """Callbacks the config asks for (schedules, evolution, snapshots)."""
-    return [*spatial_callbacks(config, model)]
+    """Callbacks the config asks for (schedules, evolution, snapshots).
+
+    SET: `config.evolution` adds a `SETCallback` over the model's sparse layers; any
+    model with sparse layers gets a `TopologyLogger` after it (connection counts per
+    input unit each epoch, in topology.safetensors, and topology metrics).
+    """
+    from ..engine.evolution import SETCallback, sparse_layers
+    from ..engine.topology_log import TopologyLogger
+    from ..layers.sparse import SparseLinear
+
+    callbacks = [*spatial_callbacks(config, model)]
+    if config.evolution is not None:
+        callbacks.append(SETCallback(sparse_layers(model), config.evolution))
+    named_sparse = [(f"linear{i}", layer) for i, layer in enumerate(linear_layers(model))
+                    if isinstance(layer, SparseLinear)]
+    if named_sparse:
+        callbacks.append(TopologyLogger(named_sparse))
+    return callbacks
 
 
 def build_penalties(config, model) -> list:
     """Loss terms the config asks for beyond L1 (which the engine handles)."""
-    return [*spatial_penalties(config, model)]
+    return [*spatial_penalties(config, model), *locality_penalties(config, model)]
 
 
 @torch.no_grad()
@@ -87,6 +106,27 @@ def _summary(spec: RunSpec, result, device, wall: float) -> dict:
     }
 
 
+@contextlib.contextmanager
+def epoch_consumer(config, folder: RunFolder):
+    """The `on_epoch` of a run: append to metrics.jsonl, plus TensorBoard scalars when
+    the config asks for them (`train.tensorboard`); closes the TensorBoard writer on exit."""
+    if not config.train.tensorboard:
+        yield folder.append_metrics
+        return
+    from .tensorboard import TensorBoardLogger
+
+    board = TensorBoardLogger(folder.path / "tensorboard")
+
+    def on_epoch(record: dict) -> None:
+        folder.append_metrics(record)
+        board(record)
+
+    try:
+        yield on_epoch
+    finally:
+        board.close()
+
+
 def finish_run(spec: RunSpec, folder: RunFolder, model, result, device, wall: float) -> dict:
     """Write a trained run's weights and summary; return the summary."""
     if spec.config.save_weights:
@@ -97,12 +137,18 @@ def finish_run(spec: RunSpec, folder: RunFolder, model, result, device, wall: fl
     return summary
 
 
+def failed_summary(spec: RunSpec, error: str, traceback_text: str, wall_time_s: float,
+                   device: torch.device | None = None) -> dict:
+    """The summary.json of a run that raised (status "failed": a resumed sweep runs it again)."""
+    return {"run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "axes": spec.axes,
+            "status": "failed", "error": error, "traceback": traceback_text, "wall_time_s": wall_time_s,
+            "provenance": provenance(device or torch.device("cpu"))}
+
+
 def fail_run(spec: RunSpec, folder: RunFolder, err: Exception, device, wall: float) -> dict:
     """Record a run that raised as status "failed" (retried on the next invocation)."""
     log.error("run %s failed: %s", spec.run_id, err)
-    summary = {"run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "axes": spec.axes,
-               "status": "failed", "error": f"{type(err).__name__}: {err}",
-               "traceback": traceback.format_exc(), "wall_time_s": wall, "provenance": provenance(device)}
+    summary = failed_summary(spec, f"{type(err).__name__}: {err}", traceback.format_exc(), wall, device)
     folder.write_summary(summary)
     return summary
 
@@ -111,8 +157,13 @@ def execute_run(spec: RunSpec, out_dir: Path, datasets: DatasetCache | None = No
     """Train `spec` and write its run folder under `out_dir/runs/`. Returns the summary.
 
     An exception inside the run is caught and recorded as status "failed" (with the
-    traceback in summary.json), so one broken config never stops a sweep.
+    traceback in summary.json), so one broken config never stops a sweep. A config with
+    a ``multitask`` section is trained by `multitask_run.execute_multitask_run`.
     """
+    if spec.config.multitask is not None:
+        from .multitask_run import execute_multitask_run
+
+        return execute_multitask_run(spec, out_dir, datasets or DatasetCache())
     folder = RunFolder(Path(out_dir) / "runs" / spec.run_id)
     folder.start(spec.config.model_dump(mode="json"))
     start = time.perf_counter()
@@ -122,11 +173,12 @@ def execute_run(spec: RunSpec, out_dir: Path, datasets: DatasetCache | None = No
         dataset = (datasets or DatasetCache()).get(spec.config.data)
         data = to_device_data(dataset, spec.config.data, device)
         model = build_run_model(spec.config, data.input_shape, data.num_classes, device)
-        result = train(
-            model, data, spec.config.train, seed=spec.seed,
-            callbacks=build_callbacks(spec.config, model), penalties=build_penalties(spec.config, model),
-            on_epoch=folder.append_metrics, run_dir=folder.path, description=spec.run_id,
-        )
+        with epoch_consumer(spec.config, folder) as on_epoch:
+            result = train(
+                model, data, spec.config.train, seed=spec.seed,
+                callbacks=build_callbacks(spec.config, model), penalties=build_penalties(spec.config, model),
+                on_epoch=on_epoch, run_dir=folder.path, description=spec.run_id,
+            )
         return finish_run(spec, folder, model, result, device, time.perf_counter() - start)
     except Exception as err:  # recorded, not raised: the sweep goes on
         return fail_run(spec, folder, err, device, time.perf_counter() - start)

@@ -8,6 +8,7 @@ with the reason logged. Each member still gets its own run folder and summary.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -18,8 +19,8 @@ import torch
 from ..engine import to_device_data
 from ..engine.stacked import stack_compatible, train_stacked
 from ..engine.stacking import stackable, structure_signature
-from .execute import (DatasetCache, build_callbacks, build_penalties, build_run_model, execute_run, fail_run,
-                      finish_run, resolve_device)
+from .execute import (DatasetCache, build_callbacks, build_penalties, build_run_model, epoch_consumer, execute_run,
+                      fail_run, finish_run, resolve_device)
 from .recipe import RunSpec
 from .store import RunFolder
 
@@ -55,12 +56,16 @@ def stack_key(spec: RunSpec) -> str:
 def group_runs(specs: list[RunSpec], max_members: int = 16) -> list[list[RunSpec]]:
     """Specs grouped by `stack_key`, in first-seen order, at most `max_members` a group."""
     groups: dict[str, list[RunSpec]] = {}
-    for spec in specs:
-        groups.setdefault(stack_key(spec), []).append(spec)
+    for spec in specs:  # multi-task runs have their own loop: never stacked
+        key = stack_key(spec) if spec.config.multitask is None else f"multitask:{spec.run_id}"
+        groups.setdefault(key, []).append(spec)
     return [g[i : i + max_members] for g in groups.values() for i in range(0, len(g), max_members)]
 
 
 def _why_not(models, specs) -> str | None:
+    evolution = specs[0].config.evolution
+    if evolution is not None and evolution.regrow == "gradient":  # same for the whole group (stack_key)
+        return "SET regrow=gradient captures dense gradients with module hooks, which a vmapped stack never calls"
     reason = stackable(models[0]) or stack_compatible([s.config.train for s in specs])
     if reason is None and len({structure_signature(m) for m in models}) > 1:
         reason = "models differ in structure"
@@ -70,8 +75,8 @@ def _why_not(models, specs) -> str | None:
 def execute_group(specs: list[RunSpec], out_dir: Path, datasets: DatasetCache | None = None) -> list[dict]:
     """Train `specs` as one stack when possible, else one by one. Returns the summaries."""
     datasets = datasets or DatasetCache()
-    if len(specs) == 1:
-        return [execute_run(specs[0], out_dir, datasets)]
+    if len(specs) == 1 or any(s.config.multitask is not None for s in specs):
+        return [execute_run(s, out_dir, datasets) for s in specs]
     folders = [RunFolder(Path(out_dir) / "runs" / s.run_id) for s in specs]
     start, device = time.perf_counter(), torch.device("cpu")
     try:
@@ -87,12 +92,14 @@ def execute_group(specs: list[RunSpec], out_dir: Path, datasets: DatasetCache | 
     for spec, folder in zip(specs, folders):
         folder.start(spec.config.model_dump(mode="json"))
     try:
-        results = train_stacked(
-            models, data, [s.config.train for s in specs], seeds=[s.seed for s in specs],
-            callbacks=[build_callbacks(s.config, m) for s, m in zip(specs, models)],
-            penalties=[build_penalties(s.config, m) for s, m in zip(specs, models)],
-            on_epoch=[f.append_metrics for f in folders], run_dirs=[f.path for f in folders],
-        )
+        with contextlib.ExitStack() as consumers:
+            on_epoch = [consumers.enter_context(epoch_consumer(s.config, f)) for s, f in zip(specs, folders)]
+            results = train_stacked(
+                models, data, [s.config.train for s in specs], seeds=[s.seed for s in specs],
+                callbacks=[build_callbacks(s.config, m) for s, m in zip(specs, models)],
+                penalties=[build_penalties(s.config, m) for s, m in zip(specs, models)],
+                on_epoch=on_epoch, run_dirs=[f.path for f in folders],
+            )
     except Exception as err:
         return [fail_run(s, f, err, device, time.perf_counter() - start) for s, f in zip(specs, folders)]
     wall = time.perf_counter() - start

@@ -1,4 +1,4 @@
-"""Where a number came from: package, torch and Python versions, git commit, device."""
+"""Where a number came from: package, torch and Python versions, git commit, device, host."""
 
 from __future__ import annotations
 
@@ -40,4 +40,5 @@ def provenance(device: torch.device) -> dict:
         "device": str(device),
         "device_name": _device_name(device),
         "threads": torch.get_num_threads(),
+        "hostname": platform.node(),  # which machine of a cluster ran it
     }

@@ -25,7 +25,16 @@ __all__ = [
     "FINISHED", "write_csv", "to_jsonable",
 ]
 
-FINISHED = ("completed", "diverged")  # statuses a resumed sweep skips; "failed" runs again
+FINISHED = ("completed", "diverged")
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # statuses a resumed sweep skips; "failed" runs again
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -34,6 +43,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

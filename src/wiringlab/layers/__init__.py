@@ -2,9 +2,12 @@
 
 from .dropout import SeededDropout
 from .factory import LAYER_BUILDERS, LayerSite, make_linear
+from .locality import LocalityLinear
+from .sparse import SparseLinear
 from .spatial import SpatialLinear
 
-__all__ = ["SeededDropout", "SpatialLinear", "LayerSite", "make_linear", "LAYER_BUILDERS", "effective_weight"]
+__all__ = ["SeededDropout", "SparseLinear", "SpatialLinear", "LocalityLinear", "LayerSite", "make_linear", "LAYER_BUILDERS",
+           "effective_weight"]
 
 
 def effective_weight(layer):

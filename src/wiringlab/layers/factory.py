@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .locality import build_locality_linear
+from .sparse import build_sparse_linear
 from .spatial_build import build_spatial_linear
 
 __all__ = ["LayerSite", "make_linear", "LAYER_BUILDERS"]
@@ -45,7 +47,9 @@ def _build_linear(config, site: LayerSite, device, dtype) -> nn.Module:
 
 LAYER_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "linear": _build_linear,
+    "sparse": build_sparse_linear,
     "spatial": build_spatial_linear,
+    "locality": build_locality_linear,
 }
 
 

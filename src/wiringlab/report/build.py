@@ -1,14 +1,20 @@
-"""Rebuild a results folder's summary.csv, table.md and figures from its run folders."""
+"""Rebuild a results folder's summary.csv, table.md, figures and report.html from its run folders."""
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
-from ..experiment.store import RunFolder, read_json
+from ..experiment.store import RunFolder, atomic_write_text, read_json
 from .figures import plot_learning_curves
+from .html import ReportSection, write_report_html
+from .locality import locality_section
+from .multitask import multitask_section
+from .overfitting import overfitting_section
 from .spatial import epochs_to_threshold_section, kernel_section, sparsity_section
-from .table import group_by_label, write_summary_csv, write_table
+from .table import compute_tables, group_by_label, render_markdown, write_summary_csv
+from .topology import topology_section
 
 __all__ = ["build_report", "load_results", "REPORT_SECTIONS"]
 
@@ -42,25 +48,51 @@ def _learning_curves(out_dir: Path, recipe: dict, summaries: list[dict]) -> tupl
         label: [RunFolder(out_dir / "runs" / r["run_id"]).read_metrics() for r in runs]
         for label, runs in group_by_label(summaries).items()
     }
-    return "", {"learning_curves": plot_learning_curves(histories, out_dir / "figures" / "learning_curves.png")}
+    path = plot_learning_curves(histories, out_dir / "figures" / "learning_curves.png")
+    markdown = ("\n## Learning curves\n\nEach metric per epoch: mean ± sample std over the seeds of each config "
+                "(n in the legend).\n\n![learning curves](figures/learning_curves.png)\n")
+    return markdown, {"learning_curves": path}
 
 
 # Each section reads the results folder and returns (markdown appended to table.md,
 # {name: figure path}). Analyses of a run type add their section here; a section that
 # has nothing to say for a folder returns ("", {}).
-REPORT_SECTIONS = [_learning_curves, epochs_to_threshold_section, kernel_section, sparsity_section]
+REPORT_SECTIONS = [_learning_curves, overfitting_section, topology_section, epochs_to_threshold_section,
+                   kernel_section, sparsity_section, locality_section, multitask_section]
+
+
+def _section_name(section, markdown: str) -> str:
+    """The section's first Markdown heading, else its function's name made readable."""
+    heading = re.search(r"^#{1,6}\s+(.+?)\s*#*\s*$", markdown, re.M)
+    if heading:
+        return heading.group(1)
+    return getattr(section, "__name__", type(section).__name__).strip("_").replace("_", " ").capitalize()
+
+
+def _first_config(out_dir: Path, recipe: dict) -> str | None:
+    for run_id in recipe.get("run_ids", [])[:1]:
+        path = out_dir / "runs" / run_id / "config.yaml"
+        if path.is_file():
+            return path.read_text()
+    return None
 
 
 def build_report(out_dir: Path) -> dict[str, Path]:
-    """Write summary.csv, table.md and figures/*.png for `out_dir`; return their paths."""
+    """Write summary.csv, table.md, figures/*.png and report.html for `out_dir`; return their paths.
+
+    table.md and report.html are rendered from one `compute_tables` result, followed by
+    the Markdown and figures of every entry of `REPORT_SECTIONS`.
+    """
     out_dir = Path(out_dir)
     recipe, summaries = load_results(out_dir)
-    paths = {"summary": out_dir / "summary.csv", "table": out_dir / "table.md"}
+    paths = {"summary": out_dir / "summary.csv", "table": out_dir / "table.md", "report": out_dir / "report.html"}
     write_summary_csv(paths["summary"], summaries)
-    extra_markdown = []
+    sections = []
     for section in REPORT_SECTIONS:
         markdown, figures = section(out_dir, recipe, summaries)
-        extra_markdown.append(markdown)
+        sections.append(ReportSection(_section_name(section, markdown), markdown, dict(figures)))
         paths.update(figures)
-    write_table(paths["table"], recipe, summaries, extra="".join(extra_markdown))
+    tables = compute_tables(recipe, summaries)
+    atomic_write_text(paths["table"], render_markdown(tables) + "".join(s.markdown for s in sections))
+    write_report_html(paths["report"], out_dir, recipe, summaries, tables, sections, _first_config(out_dir, recipe))
     return paths

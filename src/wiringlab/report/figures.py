@@ -53,5 +53,5 @@ def plot_learning_curves(histories_by_label: dict[str, list[list[dict]]], path: 
         ax.set_title(key.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="best")
-    fig.suptitle("mean ± sample std over seeds")
+    fig.suptitle("mean ± sample std over seeds", y=1.03)
     return save_figure(fig, path)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-__all__ = ["Summary", "summarize", "welch_test", "holm"]
+__all__ = ["Summary", "Comparison", "summarize", "welch_test", "holm"]
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,28 @@
-"""summary.csv and table.md from the run summaries of a results folder."""
+"""summary.csv, and the results tables of a results folder as one computed structure.
+
+`compute_tables` does the statistics once (per config: mean ± sample std, n, 95%
+t-interval of every final metric; every config against the baseline: difference of
+means, Welch's t-test over seeds, Holm-adjusted p across all comparisons).
+`render_markdown` writes table.md from it and `report.html` renders the same object,
+so the two can never disagree.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from ..experiment.store import atomic_write_text, write_csv
-from .stats import holm, summarize, welch_test
+from .stats import Comparison, Summary, holm, summarize, welch_test
 
-__all__ = ["group_by_label", "summary_rows", "write_summary_csv", "render_table", "PRIMARY_METRICS"]
+__all__ = ["group_by_label", "summary_rows", "write_summary_csv", "metric_values", "metric_names",
+           "ConfigRow", "ComparisonRow", "ResultsTables", "compute_tables", "render_markdown",
+           "render_table", "write_table", "format_number", "format_p", "PRIMARY_METRICS"]
 
 PRIMARY_METRICS = ["test_acc", "test_loss", "train_acc", "train_loss", "best_test_acc", "wall_time_s"]
-LOWER_IS_BETTER = {"test_loss", "train_loss", "wall_time_s"}
+COMPARED_PRIMARY = ["test_acc", "test_loss"]  # plus every extra metric an analysis adds
 
 
 def summary_rows(summaries: list[dict]) -> list[dict]:
@@ -41,7 +51,8 @@ def group_by_label(summaries: list[dict]) -> "OrderedDict[str, list[dict]]":
     return groups
 
 
-def _values(runs: list[dict], metric: str) -> list[float]:
+def metric_values(runs: list[dict], metric: str) -> list[float]:
+    """`metric` of every completed run (NaN where a run lacks it); other statuses are left out."""
     out = []
     for r in runs:
         if r["status"] != "completed":
@@ -51,17 +62,27 @@ def _values(runs: list[dict], metric: str) -> list[float]:
     return out
 
 
-def _metric_names(summaries: list[dict]) -> list[str]:
+def metric_names(summaries: list[dict]) -> list[str]:
+    """The primary metrics, then every other numeric final metric in first-seen order."""
     extra = OrderedDict()
     for s in summaries:
         for k, v in s.get("final", {}).items():
             if k not in PRIMARY_METRICS and k != "lr" and isinstance(v, (int, float)):
                 extra[k] = None
-    return [m for m in PRIMARY_METRICS] + list(extra)
+    return list(PRIMARY_METRICS) + list(extra)
 
 
-def _fmt(x: float, digits: int = 4) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}g}" if abs(x) >= 1e4 else f"{x:.{digits}f}"
+def format_number(x: float | None, digits: int = 4) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:.{digits}g}" if abs(x) >= 1e4 else f"{x:.{digits}f}"
+
+
+def format_p(p: float | None) -> str:
+    """A p-value: 4 decimals, or scientific below 1e-4 (never a misleading 0.0000)."""
+    if p is not None and math.isfinite(p) and 0 <= p < 1e-4:
+        return f"{p:.1e}"
+    return format_number(p)
 
 
 def _status_note(runs: list[dict]) -> str:
@@ -72,56 +93,116 @@ def _status_note(runs: list[dict]) -> str:
     return ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
-def _results_table(groups, metrics) -> list[str]:
-    lines = ["| config | n | " + " | ".join(metrics) + " | not completed |",
-             "|---|---|" + "---|" * len(metrics) + "---|"]
-    for label, runs in groups.items():
-        cells = []
-        for m in metrics:
-            s = summarize(_values(runs, m))
-            cell = s.format()
-            if s.n >= 2:
-                cell += f" [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]"
-            cells.append(cell)
-        n = sum(r["status"] == "completed" for r in runs)
-        lines.append(f"| {label} | {n} | " + " | ".join(cells) + f" | {_status_note(runs) or '–'} |")
-    return lines
+@dataclass(frozen=True)
+class ConfigRow:
+    label: str
+    n: int  # completed runs
+    cells: dict[str, Summary]  # metric -> statistics over the completed seeds
+    not_completed: str  # e.g. "1 diverged, 1 failed"; "" when every run completed
+
+    def cell_text(self, metric: str) -> str:
+        """"mean ± std [low, high]" (or the reason there is no interval)."""
+        s = self.cells[metric]
+        text = s.format()
+        if s.n >= 2:
+            text += f" [{format_number(s.ci_low)}, {format_number(s.ci_high)}]"
+        return text
 
 
-def _comparison_table(groups, baseline: str, metrics) -> list[str]:
-    rows = []
+@dataclass(frozen=True)
+class ComparisonRow:
+    label: str
+    metric: str
+    n: int  # finite values of this config
+    n_baseline: int
+    test: Comparison
+    p_holm: float
+    note: str  # why there is no p-value ("" when there is one)
+
+
+@dataclass(frozen=True)
+class ResultsTables:
+    name: str
+    question: str
+    baseline: str | None
+    metrics: list[str]
+    rows: list[ConfigRow]
+    compared_metrics: list[str]
+    comparisons: list[ComparisonRow]  # empty when there is one config or no baseline
+
+
+def _untestable_note(test: Comparison, n: int, n_baseline: int) -> str:
+    if n < 2 or n_baseline < 2:
+        return f"n too small to test (n = {n} vs {n_baseline}; Welch needs ≥ 2 per side)"
+    if not math.isfinite(test.p):
+        return "no variance on either side: t undefined"
+    return ""
+
+
+def _comparisons(groups, baseline: str, metrics: list[str]) -> list[ComparisonRow]:
+    raw = []
     for label, runs in groups.items():
         if label == baseline:
             continue
         for m in metrics:
-            c = welch_test(_values(runs, m), _values(groups[baseline], m))
-            rows.append((label, m, c))
-    adjusted = holm([c.p for _, _, c in rows])
-    lines = ["| config | metric | difference vs baseline | Welch t | p | p (Holm) |", "|---|---|---|---|---|---|"]
-    for (label, m, c), p_holm in zip(rows, adjusted):
-        p = _fmt(c.p) if math.isfinite(c.p) else "n too small or no variance"
-        lines.append(f"| {label} | {m} | {_fmt(c.difference)} | {_fmt(c.t, 3)} | {p} | {_fmt(p_holm)} |")
-    return lines
+            a, b = metric_values(runs, m), metric_values(groups[baseline], m)
+            raw.append((label, m, summarize(a).n, summarize(b).n, welch_test(a, b)))
+    adjusted = holm([test.p for *_, test in raw])
+    return [ComparisonRow(label, m, n, nb, test, p_holm, _untestable_note(test, n, nb))
+            for (label, m, n, nb, test), p_holm in zip(raw, adjusted)]
+
+
+def compute_tables(recipe: dict, summaries: list[dict]) -> ResultsTables:
+    """Every statistic of table.md and report.html, computed once.
+
+    Args:
+        recipe: the recipe record (recipe.json): name, question, baseline.
+        summaries: run summaries (summary.json contents) of the folder.
+
+    Returns:
+        A `ResultsTables`; the baseline defaults to the first config.
+    """
+    groups = group_by_label(summaries)
+    metrics = metric_names(summaries)
+    baseline = recipe.get("baseline") or next(iter(groups), None)
+    rows = [ConfigRow(label, sum(r["status"] == "completed" for r in runs),
+                      {m: summarize(metric_values(runs, m)) for m in metrics}, _status_note(runs))
+            for label, runs in groups.items()]
+    compared = COMPARED_PRIMARY + [m for m in metrics if m not in PRIMARY_METRICS]
+    comparisons = _comparisons(groups, baseline, compared) if baseline in groups and len(groups) > 1 else []
+    return ResultsTables(recipe.get("name", "results"), (recipe.get("question") or "").strip(),
+                         baseline if baseline in groups else None, metrics, rows, compared, comparisons)
+
+
+RESULTS_CAPTION = ("Final-epoch metrics per config: mean ± sample std [95% t-interval] over the completed "
+                   "seeds (n). Diverged or failed runs are counted apart, never averaged in.")
+COMPARISON_CAPTION = "Difference of means, Welch's t-test over seeds, p-values Holm-corrected across all rows."
+
+
+def render_markdown(tables: ResultsTables) -> str:
+    """table.md: the results table, then each config against the baseline."""
+    out = [f"# {tables.name}", ""]
+    if tables.question:
+        out += [f"**Question.** {tables.question}", ""]
+    out += [RESULTS_CAPTION, "",
+            "| config | n | " + " | ".join(tables.metrics) + " | not completed |",
+            "|---|---|" + "---|" * len(tables.metrics) + "---|"]
+    for row in tables.rows:
+        cells = " | ".join(row.cell_text(m) for m in tables.metrics)
+        out.append(f"| {row.label} | {row.n} | {cells} | {row.not_completed or '–'} |")
+    if tables.comparisons:
+        out += ["", f"## Compared with the baseline `{tables.baseline}`", "", COMPARISON_CAPTION, "",
+                "| config | metric | difference vs baseline | Welch t | p | p (Holm) |", "|---|---|---|---|---|---|"]
+        for c in tables.comparisons:
+            p = c.note or format_p(c.test.p)
+            out.append(f"| {c.label} | {c.metric} | {format_number(c.test.difference)} | "
+                       f"{format_number(c.test.t, 3)} | {p} | {format_p(c.p_holm)} |")
+    return "\n".join(out) + "\n"
 
 
 def render_table(recipe: dict, summaries: list[dict]) -> str:
-    """table.md: per config, mean ± sample std [95% CI] of each final metric over
-    completed seeds, then each config against the baseline (Welch, Holm-adjusted)."""
-    groups = group_by_label(summaries)
-    metrics = _metric_names(summaries)
-    baseline = recipe.get("baseline") or next(iter(groups), None)
-    out = [f"# {recipe.get('name', 'results')}", ""]
-    if recipe.get("question"):
-        out += [f"**Question.** {recipe['question'].strip()}", ""]
-    out += ["Final-epoch metrics per config: mean ± sample std [95% t-interval] over the completed "
-            "seeds (n). Diverged or failed runs are counted apart, never averaged in.", ""]
-    out += _results_table(groups, metrics)
-    if baseline in groups and len(groups) > 1:
-        compared = ["test_acc", "test_loss"] + [m for m in metrics if m not in PRIMARY_METRICS]
-        out += ["", f"## Compared with the baseline `{baseline}`", "",
-                "Difference of means, Welch's t-test over seeds, p-values Holm-corrected across all rows.", ""]
-        out += _comparison_table(groups, baseline, compared)
-    return "\n".join(out) + "\n"
+    """table.md text of a folder's recipe record and summaries."""
+    return render_markdown(compute_tables(recipe, summaries))
 
 
 def write_table(path, recipe: dict, summaries: list[dict], extra: str = "") -> None:

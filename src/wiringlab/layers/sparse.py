@@ -1,0 +1,125 @@
+"""SparseLinear: `nn.Linear` with a fixed-count binary connection mask (SET's layer).
+
+The layer keeps a dense `weight` (so every torch tool, optimizer and analysis works
+unchanged) and a binary (0/1) buffer `mask` of the same shape. It computes with
+``weight ⊙ mask``; masked entries therefore get exactly zero gradient from the loss,
+and a gradient hook on `weight` also zeroes any penalty's gradient there. With zero
+weight, zero gradient and zero optimizer state, SGD (momentum, Nesterov, weight decay),
+Adam, AdamW and RMSprop leave a masked entry at zero forever — tests/test_sparse_layer.py
+proves it for each; evolution (`wiringlab.sparse`) zeroes weight and state wherever it
+prunes or regrows. The mask logic lives in pure functions so that a compressed (CSR)
+fast path can reuse it.
+
+Density: ``ε·(n_in + n_out)/(n_in·n_out)`` (Erdős–Rényi, ε = 20 by default) or a given
+fraction; the number of active weights is exactly ``round(density·n_in·n_out)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..init import reset_linear_like_
+from ..sparse import active_count, er_density, random_mask
+
+__all__ = ["SparseLinear", "build_sparse_linear", "glorot_bound"]
+
+
+def _mask_gradient(module: "SparseLinear"):
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        return grad * module.mask
+
+    hook._wiringlab_gradient_mask = True  # marks it, so it is registered once
+    return torch.utils.hooks.unserializable_hook(hook)
+
+
+class SparseLinear(nn.Linear):
+    """A linear layer whose weight is zero outside a binary mask.
+
+    Args:
+        in_features, out_features, bias: as `nn.Linear`.
+        density: fraction of active weights in (0, 1]; None uses `epsilon`.
+        epsilon: Erdős–Rényi ε; density = min(1, ε·(n_in + n_out)/(n_in·n_out)).
+        in_shape: spatial layout of the inputs, e.g. (1, 28, 28), for topology analyses;
+            None when the inputs have no layout.
+        device, dtype: as `nn.Linear`.
+
+    Attributes:
+        mask: buffer (out_features, in_features) of 0/1 in the weight's dtype, 1 = active;
+            saved in state_dict. Not bool: on CPU, weight * bool_mask costs ~20x
+            weight * float_mask (834 µs vs 39 µs for 512 x 784, 2 threads), because
+            the bool operand is promoted to a new float tensor first.
+        density: the target fraction of active weights.
+
+    Pitfalls:
+        * The mask is drawn in `reset_parameters(generator)`; the constructor draws it
+          from the global RNG as `nn.Linear` does, `init.init_parameters_` redraws it from
+          the run's generator.
+        * `load_state_dict(..., assign=True)` replaces `weight`; the gradient hook is
+          re-attached there and on unpickling/deepcopy. After swapping the parameter any
+          other way, call `attach_gradient_mask()`.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 density: float | None = None, epsilon: float = 20.0,
+                 in_shape: tuple[int, ...] | None = None, device=None, dtype=None) -> None:
+        self.density = er_density(in_features, out_features, epsilon) if density is None else float(density)
+        active_count(in_features * out_features, self.density)  # validates the density early
+        self.in_shape = tuple(in_shape) if in_shape is not None else None
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.attach_gradient_mask()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw a new mask and new weights from `generator`, masked weights set to zero."""
+        mask = random_mask(self.weight.shape, self.density, generator, device=self.weight.device)
+        mask = mask.to(self.weight.dtype)
+        if "mask" not in self._buffers:
+            self.register_buffer("mask", mask)
+        else:
+            self.mask.copy_(mask)
+        reset_linear_like_(self, generator)
+        with torch.no_grad():
+            self.weight.mul_(self.mask)
+
+    def attach_gradient_mask(self) -> None:
+        """Register the hook that zeroes `weight.grad` outside the mask (idempotent)."""
+        hooks = self.weight._backward_hooks or {}
+        if not any(getattr(h, "_wiringlab_gradient_mask", False) for h in hooks.values()):
+            self.weight.register_hook(_mask_gradient(self))
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight the layer computes with: ``weight ⊙ mask``, shape (out, in)."""
+        return self.weight * self.mask
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.linear(input, self.effective_weight(), self.bias)
+
+    @property
+    def num_active(self) -> int:
+        """Active connections now (reads the mask: synchronises with the device)."""
+        return int(self.mask.count_nonzero())
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, density={self.density:.4g}"
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.attach_gradient_mask()  # tensor hooks are not pickled or deep-copied
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self.attach_gradient_mask()  # assign=True puts a new Parameter in place
+
+
+def build_sparse_linear(config, site, device, dtype) -> SparseLinear:
+    """`LAYER_BUILDERS["sparse"]`: a `SparseLinear` from a `SparseLayerConfig` at `site`."""
+    return SparseLinear(site.in_features, site.out_features, density=config.density,
+                        epsilon=config.epsilon, in_shape=site.in_shape, device=device, dtype=dtype)
+
+
+def glorot_bound(layer: nn.Linear) -> float:
+    """sqrt(6 / (n_in + n_out)): the reference SET's bound for regrown weights."""
+    return math.sqrt(6.0 / (layer.in_features + layer.out_features))

@@ -1,0 +1,103 @@
+"""Several results folders side by side: `wiringlab compare DIR1 DIR2 ...`.
+
+For each config label and metric, one column per folder with mean ± sample std (n)
+over that folder's completed seeds, e.g. the same recipe run on two datasets, or
+before and after a change. The statistics are `report.stats.summarize`, as in table.md.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..experiment.store import atomic_write_text
+from .build import load_results
+from .html import html_page
+from .markdown import markdown_to_html
+from .stats import Summary, summarize
+from .table import group_by_label, metric_names, metric_values
+
+__all__ = ["FolderResults", "load_folders", "render_comparison", "write_comparison"]
+
+
+@dataclass(frozen=True)
+class FolderResults:
+    name: str  # column header: the folder name, or its path when names repeat
+    recipe: dict
+    cells: dict[tuple[str, str], Summary]  # (label, metric) -> statistics
+    labels: list[str]
+    metrics: list[str]
+    runs: int
+
+
+def _column_names(dirs: list[Path]) -> list[str]:
+    names = [d.name or str(d) for d in dirs]
+    return names if len(set(names)) == len(names) else [str(d) for d in dirs]
+
+
+def load_folders(dirs: list[Path]) -> list[FolderResults]:
+    """Statistics of every (config label, metric) of each folder.
+
+    Raises:
+        FileNotFoundError: a folder is not a results folder (no recipe.json).
+    """
+    dirs = [Path(d) for d in dirs]
+    out = []
+    for name, folder in zip(_column_names(dirs), dirs):
+        recipe, summaries = load_results(folder)
+        groups = group_by_label(summaries)
+        metrics = metric_names(summaries)
+        cells = {(label, m): summarize(metric_values(runs, m)) for label, runs in groups.items() for m in metrics}
+        out.append(FolderResults(name, recipe, cells, list(groups), metrics, len(summaries)))
+    return out
+
+
+def _cell(summary: Summary | None) -> str:
+    if summary is None or summary.n == 0:
+        return "–"
+    return summary.format() if summary.n == 1 else f"{summary.format()} (n={summary.n})"
+
+
+def render_comparison(folders: list[FolderResults], metrics: list[str] | None = None) -> str:
+    """Markdown: one row per (config label, metric), one column per folder.
+
+    Args:
+        folders: from `load_folders`.
+        metrics: metrics to show (default: every metric some folder has a value for).
+    """
+    labels = list(OrderedDict.fromkeys(label for f in folders for label in f.labels))
+    if metrics is None:
+        candidates = OrderedDict.fromkeys(m for f in folders for m in f.metrics)
+        metrics = [m for m in candidates if any(s.n for f in folders for (_, mm), s in f.cells.items() if mm == m)]
+    out = [f"# Comparison of {len(folders)} results folders", "",
+           "| folder | recipe | question | runs |", "|---|---|---|---|"]
+    for f in folders:
+        question = " ".join((f.recipe.get("question") or "–").split()).replace("|", "\\|")
+        out.append(f"| {f.name} | {f.recipe.get('name', '–')} | {question} | {f.runs} |")
+    out += ["", "Final-epoch metrics: mean ± sample std (n completed seeds) per folder; – where a folder has "
+            "no such config or metric.", "",
+            "| config | metric | " + " | ".join(f.name for f in folders) + " |",
+            "|---|---|" + "---|" * len(folders)]
+    for label in labels:
+        for m in metrics:
+            cells = [_cell(f.cells.get((label, m))) for f in folders]
+            if any(c != "–" for c in cells):
+                out.append(f"| {label} | {m} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def write_comparison(path: Path, markdown: str) -> Path:
+    """Write the comparison as Markdown (.md) or a self-contained page (.html).
+
+    Raises:
+        ValueError: `path` ends in something else.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".md":
+        atomic_write_text(path, markdown)
+    elif path.suffix.lower() in (".html", ".htm"):
+        atomic_write_text(path, html_page("wiringlab comparison", markdown_to_html(markdown)))
+    else:
+        raise ValueError(f"--out {path}: use a .md or .html file name")
+    return path

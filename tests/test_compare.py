@@ -1,0 +1,92 @@
+"""`wiringlab compare DIR1 DIR2 ...`: the same metrics of several results folders side by side."""
+
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from wiringlab.cli import main
+from wiringlab.report.stats import summarize
+
+RECIPE = """
+name: {name}
+question: does lr matter on {name}?
+base:
+  data: {{name: synthetic, options: {{n_train: 192, n_test: 96, input_shape: [12], num_classes: 3}}}}
+  model: {{kind: mlp, hidden: [8]}}
+  train: {{epochs: 1, batch_size: 64, progress: false, optimizer: {{name: sgd, lr: 0.1}}}}
+grid:
+  train.optimizer.lr: {lrs}
+seeds: [0, 1]
+"""
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Two results folders sharing the config lr=0.1; lr=0.05 only in the first, lr=0.2 only in the second."""
+    root = tmp_path_factory.mktemp("compare")
+    out = []
+    for name, lrs in [("first", "[0.1, 0.05]"), ("second", "[0.1, 0.2]")]:
+        path = root / f"{name}.yaml"
+        path.write_text(RECIPE.format(name=name, lrs=lrs))
+        assert main(["run", str(path), "--out", str(root / name)]) == 0
+        out.append(root / name)
+    return out
+
+
+def _cell(folder, label, metric):
+    finals = [json.loads(p.read_text()) for p in (folder / "runs").glob("*/summary.json")]
+    s = summarize([f["final"][metric] for f in finals if f["label"] == label])
+    return f"{s.mean:.4f} ± {s.std:.4f} (n={s.n})"
+
+
+def _rows(markdown):
+    return {tuple(cells[:2]): cells[2:] for line in markdown.splitlines() if line.startswith("| lr=")
+            for cells in [[c.strip() for c in line.strip("|").split("|")]]}
+
+
+def test_compare_two_folders_side_by_side(folders, capsys, tmp_path):
+    first, second = folders
+    assert main(["compare", str(first), str(second), "--out", str(tmp_path / "c.md")]) == 0
+    printed = capsys.readouterr().out
+    assert "| config | metric | first | second |" in printed
+    assert "| first | first | does lr matter on first? | 4 |" in printed
+    rows = _rows(printed)
+    assert rows[("lr=0.1", "test_acc")] == [_cell(first, "lr=0.1", "test_acc"), _cell(second, "lr=0.1", "test_acc")]
+    assert rows[("lr=0.05", "test_loss")] == [_cell(first, "lr=0.05", "test_loss"), "–"]
+    assert rows[("lr=0.2", "train_acc")] == ["–", _cell(second, "lr=0.2", "train_acc")]
+    assert (tmp_path / "c.md").read_text() in printed
+
+
+def test_compare_writes_html_and_selects_metrics(folders, tmp_path, capsys):
+    assert main(["compare", *map(str, folders), "--metric", "test_acc", "--out", str(tmp_path / "c.html")]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert {metric for _, metric in rows} == {"test_acc"} and len(rows) == 3
+
+    class Cells(HTMLParser):
+        cells: list = []
+
+        def handle_data(self, data):
+            self.cells.append(data.strip())
+
+    parser = Cells()
+    parser.feed((tmp_path / "c.html").read_text())
+    assert _cell(folders[0], "lr=0.1", "test_acc") in parser.cells
+
+
+def test_same_folder_names_are_told_apart_by_path(folders, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "elsewhere" / folders[0].name
+    shutil.copytree(folders[0], copy)
+    assert main(["compare", str(folders[0]), str(copy)]) == 0
+    assert f"| {folders[0]} | {copy} |" in capsys.readouterr().out
+
+
+def test_compare_errors_say_what_is_wrong(folders, tmp_path, capsys):
+    assert main(["compare", str(folders[0]), str(tmp_path)]) == 2
+    assert "not a wiringlab results folder" in capsys.readouterr().err
+    assert main(["compare", *map(str, folders), "--out", str(tmp_path / "c.txt")]) == 2
+    assert ".md or .html" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", str(folders[0])])

@@ -1,0 +1,153 @@
+"""SET inside training: the callback's schedule, exact density, determinism, stacking,
+the topology record and the config that switches it on."""
+
+import pytest
+import torch
+
+from helpers import blob_data
+from wiringlab.engine import DeviceData, train
+from wiringlab.engine.evolution import SETCallback, sparse_layers
+from wiringlab.engine.topology_log import TopologyLogger
+from wiringlab.experiment import ConfigError, expand
+from wiringlab.experiment.config import MLPConfig, RunConfig, SETConfig, TrainConfig
+from wiringlab.experiment.recipe import Recipe
+from wiringlab.experiment.store import RunFolder
+from wiringlab.experiment.sweep import run_sweep
+from wiringlab.init import init_parameters_
+from wiringlab.models import build_model
+from wiringlab.seeding import make_generator
+
+
+def _images(n_train=384, n_test=128):
+    d = blob_data(n_train=n_train, n_test=n_test, dim=64, classes=4)
+    return DeviceData(d.x_train.view(-1, 1, 8, 8), d.y_train, d.x_test.view(-1, 1, 8, 8), d.y_test, (1, 8, 8), 4)
+
+
+def _train(set_config=None, seed=0, epochs=4, optimizer="sgd"):
+    model = build_model(MLPConfig(hidden=[48], layer={"type": "sparse", "density": 0.2}), (1, 8, 8), 4)
+    init_parameters_(model, make_generator(seed, "init"))
+    layers = sparse_layers(model)
+    logger = TopologyLogger([("linear0", layers[0])])
+    callbacks = ([SETCallback(layers, set_config)] if set_config else []) + [logger]
+    cfg = TrainConfig(epochs=epochs, batch_size=64, progress=False, optimizer={"name": optimizer, "lr": 0.05})
+    result = train(model, _images(), cfg, seed=seed, callbacks=callbacks)
+    return model, logger.history["linear0"], result
+
+
+@pytest.mark.parametrize("regrow", ["random", "gradient"])
+def test_set_keeps_density_learns_and_never_evolves_after_the_last_epoch(regrow):
+    model, counts, result = _train(SETConfig(zeta=0.3, regrow=regrow))
+    layer = sparse_layers(model)[0]
+    assert [float(c.sum()) for c in counts] == [round(0.2 * 48 * 64)] * 5  # epoch 0..4, exact
+    assert not torch.equal(counts[0], counts[3])  # the topology moved
+    assert torch.equal(counts[3], counts[4])  # no evolution after the last epoch
+    assert [r.get("set_zeta") for r in result.history] == [0.3, 0.3, 0.3, None]
+    assert layer.weight[layer.mask == 0].eq(0).all()
+    assert result.final["test_acc"] > 0.8  # chance is 0.25
+
+
+def test_interval_and_cosine_schedule():
+    _, counts, result = _train(SETConfig(zeta=0.4, interval=2, zeta_schedule="cosine"), epochs=5)
+    zetas = [r.get("set_zeta") for r in result.history]
+    assert zetas[0] is None and zetas[2] is None and zetas[4] is None
+    assert zetas[1] == pytest.approx(0.4 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 2 / 5)).item()))
+    assert zetas[3] < zetas[1]
+    assert torch.equal(counts[0], counts[1]) and not torch.equal(counts[1], counts[2])
+
+
+def test_fixed_sparse_training_keeps_the_initial_mask():
+    model, counts, _ = _train(None)
+    assert all(torch.equal(counts[0], c) for c in counts)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_set_training_is_deterministic(optimizer):
+    a, counts_a, ra = _train(SETConfig(), seed=3, optimizer=optimizer)
+    b, counts_b, rb = _train(SETConfig(), seed=3, optimizer=optimizer)
+    c, counts_c, _ = _train(SETConfig(), seed=4, optimizer=optimizer)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert ra.final["test_loss"] == rb.final["test_loss"]
+    assert not torch.equal(counts_a[-1], counts_c[-1])
+
+
+def test_config_requires_sparse_layers_for_evolution():
+    with pytest.raises(ValueError, match="evolution needs sparse layers"):
+        RunConfig(evolution={"zeta": 0.3})
+    RunConfig(model={"layer": {"type": "sparse"}}, evolution={"zeta": 0.3})  # fine
+    recipe = Recipe(name="x", base={"evolution": {"zeta": 0.3}, "model": {"layer": {"type": "sparse",
+                                                                                       "epsilon": -1}}})
+    with pytest.raises(ConfigError, match="epsilon"):
+        expand(recipe, "x.yaml")
+
+
+def _recipe():
+    return Recipe(name="tiny-set", seeds=[0, 1], base={
+        "data": {"name": "synthetic", "options": {"n_train": 192, "n_test": 64, "input_shape": [1, 8, 8]},
+                 "normalize": "minmax"},
+        "model": {"hidden": [32], "layer": {"type": "sparse", "density": 0.25}},
+        "train": {"epochs": 3, "batch_size": 64, "progress": False},
+        "evolution": {"zeta": 0.3}})
+
+
+def test_stacked_members_evolve_as_they_would_alone(tmp_path):
+    recipe = _recipe()
+    specs = expand(recipe)
+    stacked = run_sweep(recipe, specs, tmp_path / "stacked", stack=True)
+    alone = run_sweep(recipe, specs, tmp_path / "alone", stack=False)
+    for spec in specs:
+        a = RunFolder(tmp_path / "stacked" / "runs" / spec.run_id).read_weights("topology.safetensors")
+        b = RunFolder(tmp_path / "alone" / "runs" / spec.run_id).read_weights("topology.safetensors")
+        assert torch.equal(a["linear0"], b["linear0"]) and a["linear0"].shape == (4, 8, 8)
+    for s, t in zip(stacked.summaries, alone.summaries):
+        assert s["final"]["test_loss"] == pytest.approx(t["final"]["test_loss"], rel=1e-4)
+
+
+def test_captured_dense_gradient_equals_autograd_of_the_effective_weight():
+    from torch import nn
+
+    from wiringlab.engine.evolution import _DenseGradientCapture
+    from wiringlab.layers import SparseLinear
+
+    layer = SparseLinear(10, 6, density=0.3)
+    dense = nn.Linear(10, 6)
+    with torch.no_grad():
+        dense.weight.copy_(layer.effective_weight())
+        dense.bias.copy_(layer.bias)
+    x, target = torch.randn(5, 10), torch.randn(5, 6)
+    capture = _DenseGradientCapture([layer])
+    (layer(x) - target).pow(2).mean().backward()
+    capture.remove()
+    (dense(x) - target).pow(2).mean().backward()
+    assert torch.allclose(capture.grads[id(layer)], dense.weight.grad, atol=1e-6)
+    assert capture.grads[id(layer)][layer.mask == 0].abs().sum() > 0  # dense: empty positions too
+
+
+def test_distance_regrowth_from_config_grows_short_connections():
+    from wiringlab.geometry import layer_distance
+
+    config = {"zeta": 0.5, "regrow": "distance",
+              "distance": {"kernel": "exponential", "k": 12.0, "floor": 0.0, "geometry": "grid"}}
+    model, counts, _ = _train(SETConfig(**config), epochs=4)
+    random_model, _, _ = _train(SETConfig(zeta=0.5), epochs=4)
+    layer, random_layer = sparse_layers(model)[0], sparse_layers(random_model)[0]
+    distance = layer_distance(48, 64, "grid", in_shape=(1, 8, 8))
+    mean_distance = lambda m: float((distance * m).sum() / m.sum())  # noqa: E731
+    assert [float(c.sum()) for c in counts] == [float(counts[0].sum())] * 5
+    assert mean_distance(layer.mask) < 0.8 * mean_distance(random_layer.mask)
+
+
+def test_minmax_normalisation_keeps_blank_pixels_exactly_zero():
+    from wiringlab.data import Dataset
+    from wiringlab.engine import to_device_data
+    from wiringlab.experiment.config import DataConfig
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (6, 1, 4, 4), generator=g, dtype=torch.uint8)
+    x[:, :, 0, :] = 0  # a blank top row
+    x[0, 0, 1, 1], x[1, 0, 1, 2] = 0, 255
+    y = torch.arange(6) % 2
+    dataset = Dataset("t", x, y, x.clone(), y.clone(), (1, 4, 4), ("a", "b"), "", "generated")
+    data = to_device_data(dataset, DataConfig(name="synthetic", normalize="minmax"), torch.device("cpu"))
+    assert torch.equal(data.x_train, x.float() / 255)
+    assert data.x_train[:, :, 0, :].eq(0).all()

@@ -119,3 +119,34 @@ def test_one_epoch_exponential_kernel_mlp_on_full_fashion_mnist():
     assert isinstance(linear_layers(model)[0], SpatialLinear)
     result = train(model, data, config.train, seed=0, callbacks=build_callbacks(config, model))
     assert result.final["test_acc"] >= 0.80, result.final
+
+
+@pytest.mark.parametrize("layer", [
+    {"kernel": "exponential", "schedule": {"kind": "sharpen", "k_start": 1, "k_end": 20}, "decay": 1e-3,
+     "shuffle_seed": 1000},
+    {"kernel": "linear", "mode": "normalized", "schedule": "anneal-out", "decay": 1e-3, "decay_target": "zero"},
+    {"kernel": "gaussian", "mode": "capped", "geometry": "grid"},
+])
+def test_stacked_prior_runs_equal_runs_alone(layer):
+    """Seeds of a prior config train as one stack by default (`experiment.grouping`): kernels,
+    schedules, shuffles, decay terms and metrics must come out as when each seed runs alone."""
+    from wiringlab.engine.stacked import train_stacked
+
+    data = blob_data(n_train=256, n_test=128)
+    configs = [_run_config(layer).model_copy(update={"seed": s}) for s in (0, 1)]
+
+    def models():
+        return [build_run_model(c, data.input_shape, data.num_classes, torch.device("cpu")) for c in configs]
+
+    alone = models()
+    results_alone = [train(m, data, c.train, seed=c.seed, callbacks=build_callbacks(c, m),
+                           penalties=build_penalties(c, m)) for m, c in zip(alone, configs)]
+    stacked = models()
+    results_stacked = train_stacked(stacked, data, [c.train for c in configs], seeds=[c.seed for c in configs],
+                                    callbacks=[build_callbacks(c, m) for c, m in zip(configs, stacked)],
+                                    penalties=[build_penalties(c, m) for c, m in zip(configs, stacked)])
+    for a, b, ra, rb in zip(alone, stacked, results_alone, results_stacked):
+        for (name, ta), tb in zip((*a.named_parameters(), *a.named_buffers()), (*b.parameters(), *b.buffers())):
+            torch.testing.assert_close(ta, tb, atol=1e-5, rtol=1e-4, msg=name)
+        for key in ("test_acc", "kernel_sparsity", "weight_sparsity", "kernel_mean"):
+            assert ra.final[key] == pytest.approx(rb.final[key], abs=1e-4), key

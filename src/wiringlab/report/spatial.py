@@ -74,7 +74,7 @@ def kernel_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="kernel value")
     path = save_figure(fig, out_dir / "figures" / "spatial_kernels.png")
     markdown = ("\n## Spatial kernels\n\nThe kernel (output unit × input unit) of each config's first prior layer "
-                "at the start, middle and end of its schedule: `figures/spatial_kernels.png`.\n")
+                "at the start, middle and end of its schedule.\n\n![spatial kernels](figures/spatial_kernels.png)\n")
     return markdown, {"spatial_kernels": path}
 
 
@@ -92,7 +92,8 @@ def sparsity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tupl
     markdown = ("\n## Effective sparsity\n\n`kernel_sparsity`: share of kernel entries below the layer's "
                 "`sparsity_threshold` (default 0.1, the reference's); `weight_sparsity`: share of |W_eff| below "
                 "`weight_threshold` (default 0.01) × the layer's largest |W_eff|; `kernel_mean`: mean kernel "
-                "value; all pooled over the prior layers. Over epochs: `figures/effective_sparsity.png`.\n")
+                "value; all pooled over the prior layers; mean ± sample std over seeds per epoch.\n\n"
+                "![effective sparsity](figures/effective_sparsity.png)\n")
     return markdown, {"effective_sparsity": path}
 
 

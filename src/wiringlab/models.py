@@ -14,7 +14,7 @@ from torch import nn
 
 from .layers import LayerSite, SeededDropout, make_linear
 
-__all__ = ["build_model", "MLP", "LeNet", "linear_layers", "hidden_linear_layers", "linear_layer_configs",
+__all__ = ["build_model", "MLP", "LeNet", "linear_layers", "hidden_linear_layers", "run_with_hooks", "linear_layer_configs",
            "prior_block"]
 
 _ACTIVATIONS = {
@@ -171,3 +171,23 @@ def prior_block(model: nn.Module) -> nn.Sequential | None:
 def hidden_linear_layers(model: nn.Module) -> list[nn.Linear]:
     """The linear layers that produce hidden units (every linear layer but the classifier)."""
     return linear_layers(model)[:-1]
+
+
+@torch.no_grad()
+def run_with_hooks(model: nn.Module, x: torch.Tensor, batch_size: int, hooks) -> None:
+    """Run `model` over `x` in eval mode, batch by batch, with forward hooks attached.
+
+    Args:
+        hooks: (module, hook) pairs, as for `module.register_forward_hook`; they are removed
+            and the model's training mode restored afterwards, also on error.
+    """
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(x), batch_size):
+            model(x[start : start + batch_size])
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)

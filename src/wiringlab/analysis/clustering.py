@@ -34,6 +34,7 @@ from scipy import stats as sps
 from torch import nn
 
 from ..geometry import grid_shape
+from ..models import run_with_hooks
 
 __all__ = [
     "grid_cells", "to_grid", "class_mean_maps", "center_over_classes", "spatial_mass", "spatial_variance",
@@ -215,13 +216,5 @@ def module_io(model: nn.Module, module: nn.Module, x: torch.Tensor,
         mode is restored afterwards.
     """
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-    handle = module.register_forward_hook(lambda _m, args, out: seen.append((args[0].cpu(), out.cpu())))
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(x), batch_size):
-            model(x[start : start + batch_size])
-    finally:
-        handle.remove()
-        model.train(was_training)
+    run_with_hooks(model, x, batch_size, [(module, lambda _m, args, out: seen.append((args[0].cpu(), out.cpu())))])
     return torch.cat([s[0] for s in seen]), torch.cat([s[1] for s in seen])

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..layers import effective_weight
-from ..models import linear_layers
+from ..models import linear_layers, run_with_hooks
 from .similarity import permute_inputs
 
 __all__ = ["NotAChainError", "UnitChain", "unit_chain", "chain_weights", "chain_unit_extras", "permute_hidden_units_",
@@ -166,17 +166,9 @@ def hidden_representations(model: nn.Module, x: torch.Tensor, batch_size: int = 
     """
     layers = linear_layers(model)[:-1]
     outputs: list[list[torch.Tensor]] = [[] for _ in layers]
-    hooks = [_block_of(model, layer).register_forward_hook(
-        lambda _m, _i, out, slot=slot: slot.append(out.detach().flatten(1))) for layer, slot in zip(layers, outputs)]
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(x), batch_size):
-            model(x[start : start + batch_size])
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
+    hooks = [(_block_of(model, layer), lambda _m, _i, out, slot=slot: slot.append(out.detach().flatten(1)))
+             for layer, slot in zip(layers, outputs)]
+    run_with_hooks(model, x, batch_size, hooks)
     return [torch.cat(chunks) for chunks in outputs]
 
 

@@ -16,7 +16,7 @@ from ..kernels import KernelName
 from .layer_config import (SCHEDULE_SHORTHANDS, AnnealScheduleConfig, KernelRef, LayerConfig,  # noqa: F401
                            LinearLayerConfig, LocalityLayerConfig, ScheduleConfig, SharpenScheduleConfig,
                            SparseLayerConfig, SpatialLayerConfig, StaticScheduleConfig, UpdateEvery,
-                           _expand_schedule_shorthand)
+                           _expand_schedule_shorthand, check_sharpen_kernel)
 from .strict import StrictModel
 
 __all__ = [
@@ -224,10 +224,7 @@ class TaskKernelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _sharpen_needs_exponential(self):
-        if self.schedule.kind == "sharpen" and self.kernel != "exponential":
-            raise ValueError(f"schedule sharpen moves the k of an exponential kernel; set kernel: exponential "
-                             f"(got kernel: {self.kernel})")
-        return self
+        return check_sharpen_kernel(self)
 
 
 class TaskConfig(StrictModel):

@@ -111,10 +111,7 @@ class SpatialLayerConfig(StrictModel):
 
     @model_validator(mode="after")
     def _sharpen_needs_exponential(self):
-        if self.schedule.kind == "sharpen" and self.kernel != "exponential":
-            raise ValueError(f"schedule sharpen moves the k of an exponential kernel; set kernel: exponential "
-                             f"(got kernel: {self.kernel})")
-        return self
+        return check_sharpen_kernel(self)
 
 
 class LocalityLayerConfig(StrictModel):
@@ -130,3 +127,12 @@ class LocalityLayerConfig(StrictModel):
 # Prior and sparse layer configs join this union (discriminated by `type`).
 LayerConfig = Annotated[Union[LinearLayerConfig, SparseLayerConfig, SpatialLayerConfig, LocalityLayerConfig],
                         Field(discriminator="type")]
+
+
+def check_sharpen_kernel(config):
+    """A sharpen schedule moves the k of an exponential kernel; any other kernel is an error.
+    Shared by every config with `kernel` and `schedule` fields (layers, multi-task kernels)."""
+    if config.schedule.kind == "sharpen" and config.kernel != "exponential":
+        raise ValueError(f"schedule sharpen moves the k of an exponential kernel; set kernel: exponential "
+                         f"(got kernel: {config.kernel})")
+    return config

@@ -151,3 +151,20 @@ def test_minmax_normalisation_keeps_blank_pixels_exactly_zero():
     data = to_device_data(dataset, DataConfig(name="synthetic", normalize="minmax"), torch.device("cpu"))
     assert torch.equal(data.x_train, x.float() / 255)
     assert data.x_train[:, :, 0, :].eq(0).all()
+
+
+def test_csr_runs_equal_masked_dense_runs_and_their_report_analyses_them(tmp_path):
+    """Sparsity 0.94 ≥ the default csr_threshold: the same sweep in CSR and masked dense."""
+    from wiringlab.report.build import build_report
+
+    folders = {}
+    for name, threshold in (("csr", 0.9), ("dense", None)):
+        recipe = _recipe()
+        recipe.base["model"]["layer"] = {"type": "sparse", "density": 0.06, "csr_threshold": threshold}
+        folders[name] = run_sweep(recipe, expand(recipe), tmp_path / name)
+    for a, b in zip(folders["csr"].summaries, folders["dense"].summaries):
+        assert a["final"]["test_loss"] == pytest.approx(b["final"]["test_loss"], rel=1e-4)
+        assert a["final"]["test_acc"] == pytest.approx(b["final"]["test_acc"], abs=1e-4)
+    build_report(tmp_path / "csr")  # similarity and permutation analyses of the CSR runs
+    rows = (tmp_path / "csr" / "similarity.csv").read_text().splitlines()
+    assert len(rows) >= 2

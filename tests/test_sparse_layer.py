@@ -13,7 +13,7 @@ from wiringlab.engine.evolution import evolve_layer_
 from wiringlab.experiment.config import MLPConfig, SETConfig, SparseLayerConfig
 from wiringlab.experiment.store import RunFolder
 from wiringlab.init import init_parameters_
-from wiringlab.layers import LayerSite, SparseLinear, make_linear
+from wiringlab.layers import CSRSparseLinear, LayerSite, SparseLinear, make_linear
 from wiringlab.models import build_model, linear_layers
 from wiringlab.seeding import make_generator
 from wiringlab.sparse import prune
@@ -152,8 +152,19 @@ def test_factory_builds_sparse_hidden_layers_and_dense_output():
     layer = make_linear(SparseLayerConfig(epsilon=20), LayerSite(784, 512, 0, in_shape=(1, 28, 28)))
     assert isinstance(layer, SparseLinear) and layer.in_shape == (1, 28, 28)
     assert layer.num_active == 20 * (784 + 512)
-    model = build_model(MLPConfig(hidden=[64, 32], layer={"type": "sparse", "density": 0.1}), (1, 8, 8), 10)
+    model = build_model(MLPConfig(hidden=[64, 32], layer={"type": "sparse", "density": 0.2}), (1, 8, 8), 10)
     init_parameters_(model, make_generator(0, "init"))
     kinds = [type(m) for m in linear_layers(model)]
     assert kinds == [SparseLinear, SparseLinear, nn.Linear]
-    assert linear_layers(model)[0].num_active == round(0.1 * 64 * 64)
+    assert linear_layers(model)[0].num_active == round(0.2 * 64 * 64)
+
+
+@pytest.mark.parametrize(("density", "threshold", "expected"), [
+    (0.1, 0.9, CSRSparseLinear),  # sparsity 0.9 reaches the default threshold
+    (0.11, 0.9, SparseLinear),
+    (0.1, None, SparseLinear),  # null: never compressed
+    (0.5, 0.5, CSRSparseLinear),
+])
+def test_factory_picks_the_csr_layout_at_the_threshold(density, threshold, expected):
+    config = SparseLayerConfig(density=density, csr_threshold=threshold)
+    assert type(make_linear(config, LayerSite(30, 20, 0))) is expected

@@ -58,8 +58,13 @@ def unit_chain(model: nn.Module) -> UnitChain:
     Raises:
         NotAChainError: consecutive linear layers do not connect (layer l+1's inputs are not
             a multiple of layer l's units), so hidden units cannot be permuted through.
+        ValueError: a layer keeps its weight compressed (`CSRSparseLinear`).
     """
     layers = linear_layers(model)
+    if any(layer.weight.dim() != 2 for layer in layers):
+        raise ValueError("permutation analyses edit (out, in) weight rows; a layer stores its weight "
+                         "compressed (CSR): build the model with csr_threshold: null "
+                         "(execute.build_run_model(..., dense=True)) and load the weights into it")
     for index, (layer, following) in enumerate(zip(layers, layers[1:])):
         out, fan_in = layer.weight.shape[0], following.weight.shape[1]
         if fan_in % out:

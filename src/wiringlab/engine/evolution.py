@@ -22,7 +22,7 @@ import torch
 
 from ..layers.sparse import SparseLinear, glorot_bound
 from ..seeding import make_generator
-from ..sparse import apply_evolution, prune, regrow, regrown_values, reset_optimizer_state_, zeta_at
+from ..sparse import apply_evolution, prune, regrow, regrown_values, zeta_at
 from .callbacks import Callback, TrainState
 
 __all__ = ["SETCallback", "evolve_layer_", "sparse_layers", "distance_probabilities"]
@@ -43,9 +43,11 @@ def evolve_layer_(layer: SparseLinear, optimizer: torch.optim.Optimizer | None, 
     the gradient and optimizer state at every pruned and regrown entry.
 
     Args:
-        layer: the sparse layer (its `weight` and `mask` change).
+        layer: the sparse layer, either layout (its `weight` and `mask` change, through
+            `layer.apply_evolution_`).
         optimizer: whose state for `layer.weight` is zeroed at pruned and regrown
-            entries; None when there is none yet.
+            entries (and, in the CSR layout, moved into the new order); None when there
+            is none yet.
         zeta: fraction pruned (see `sparse.prune`).
         config: a `SETConfig` (prune, regrow, regrow_init, regrow_scale).
         generator: draws regrown positions and initial values.
@@ -54,23 +56,16 @@ def evolve_layer_(layer: SparseLinear, optimizer: torch.optim.Optimizer | None, 
     Returns:
         The number of connections moved (pruned = regrown).
     """
-    weight, mask = layer.weight, layer.mask.bool()
+    weight, mask = layer.effective_weight(), layer.mask.bool()  # (out, in) in either layout
     pruned = prune(config.prune, weight, mask, zeta)
     after_prune = apply_evolution(mask, pruned, pruned.new_empty(0))
     regrown = regrow(config.regrow, after_prune, len(pruned), generator,
                      dense_grad=dense_grad, probability=probability)
     new_mask = apply_evolution(mask, pruned, regrown)
     scale = config.regrow_scale if config.regrow_scale is not None else glorot_bound(layer)
-    flat = weight.view(-1)
-    flat[pruned] = 0.0
-    flat[regrown] = regrown_values(len(regrown), config.regrow_init, scale, generator,
-                                   dtype=weight.dtype, device=weight.device)
-    layer.mask.copy_(new_mask)
-    touched = torch.cat([pruned, regrown])
-    if weight.grad is not None:  # the last step's gradient, stale at the moved entries
-        weight.grad.view(-1).index_fill_(0, touched, 0.0)
-    if optimizer is not None:
-        reset_optimizer_state_(optimizer, weight, touched)
+    values = regrown_values(len(regrown), config.regrow_init, scale, generator, dtype=weight.dtype,
+                            device=weight.device)
+    layer.apply_evolution_(pruned, regrown, values, new_mask.to(layer.mask.dtype), optimizer)
     return len(pruned)
 
 
@@ -83,7 +78,7 @@ def distance_probabilities(layers: list[SparseLinear], config) -> list[torch.Ten
 
     spec = KernelSpec(config.kernel, floor=config.floor, k=config.k, sigma=config.sigma)
     return [spec.evaluate(layer_distance(layer.out_features, layer.in_features, config.geometry, config.metric,
-                                         in_shape=layer.in_shape, device=layer.weight.device))
+                                         in_shape=layer.in_shape, device=layer.mask.device))
             for layer in layers]
 
 

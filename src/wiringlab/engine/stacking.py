@@ -41,6 +41,8 @@ def structure_signature(model: nn.Module) -> tuple:
 def stackable(model: nn.Module) -> str | None:
     """None if `model` can be stacked, else the reason it cannot."""
     for module in model.modules():
+        if getattr(module, "cannot_stack", None):
+            return module.cannot_stack
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             return "BatchNorm updates running statistics per call"
         if isinstance(module, (nn.Dropout, SeededDropout)) and module.p > 0:

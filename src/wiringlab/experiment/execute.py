@@ -56,10 +56,25 @@ class DatasetCache:
         return self._cache[key]
 
 
-def build_run_model(config, input_shape, num_classes, device) -> torch.nn.Module:
-    """The model of `config`, initialised from the run's "init" generator."""
-    model = build_model(config.model, input_shape, num_classes, device=device)
+def build_run_model(config, input_shape, num_classes, device, *, dense: bool = False) -> torch.nn.Module:
+    """The model of `config`, initialised from the run's "init" generator.
+
+    With `dense`, sparse layers are built masked dense whatever their `csr_threshold`
+    (the same numbers; analyses that permute or edit weight rows need that layout).
+    Saved weights load into either layout."""
+    model_config = _masked_dense(config.model) if dense else config.model
+    model = build_model(model_config, input_shape, num_classes, device=device)
     return init_parameters_(model, make_generator(config.seed, "init", device))
+
+
+def _masked_dense(model_config):
+    def rewrite(node):
+        if isinstance(node, dict):
+            node = {k: rewrite(v) for k, v in node.items()}
+            return {**node, "csr_threshold": None} if node.get("type") == "sparse" else node
+        return [rewrite(v) for v in node] if isinstance(node, list) else node
+
+    return type(model_config).model_validate(rewrite(model_config.model_dump()))
 
 
 def build_callbacks(config, model) -> list:

@@ -4,9 +4,10 @@ from .dropout import SeededDropout
 from .factory import LAYER_BUILDERS, LayerSite, make_linear
 from .locality import LocalityLinear
 from .sparse import SparseLinear
+from .sparse_csr import CSRSparseLinear
 from .spatial import SpatialLinear
 
-__all__ = ["SeededDropout", "SparseLinear", "SpatialLinear", "LocalityLinear", "LayerSite", "make_linear", "LAYER_BUILDERS",
+__all__ = ["SeededDropout", "SparseLinear", "CSRSparseLinear", "SpatialLinear", "LocalityLinear", "LayerSite", "make_linear", "LAYER_BUILDERS",
            "effective_weight"]
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..init import reset_linear_like_
-from ..sparse import active_count, er_density, random_mask
+from ..sparse import active_count, er_density, random_mask, reset_optimizer_state_
 
 __all__ = ["SparseLinear", "build_sparse_linear", "glorot_bound"]
 
@@ -74,15 +74,34 @@ class SparseLinear(nn.Linear):
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Draw a new mask and new weights from `generator`, masked weights set to zero."""
-        mask = random_mask(self.weight.shape, self.density, generator, device=self.weight.device)
-        mask = mask.to(self.weight.dtype)
+        self._draw_mask(generator)
+        reset_linear_like_(self, generator)
+        with torch.no_grad():
+            self.weight.mul_(self.mask)
+
+    def _draw_mask(self, generator: torch.Generator | None) -> None:
+        shape = (self.out_features, self.in_features)
+        mask = random_mask(shape, self.density, generator, device=self.weight.device).to(self.weight.dtype)
         if "mask" not in self._buffers:
             self.register_buffer("mask", mask)
         else:
             self.mask.copy_(mask)
-        reset_linear_like_(self, generator)
-        with torch.no_grad():
-            self.weight.mul_(self.mask)
+
+    @torch.no_grad()
+    def apply_evolution_(self, pruned: torch.Tensor, regrown: torch.Tensor, regrown_values: torch.Tensor,
+                         new_mask: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> None:
+        """Write one SET step: zero `pruned`, set `regrown` (flat indices into (out, in))
+        to `regrown_values`, adopt `new_mask`, and zero the gradient and optimizer state
+        at every touched entry (`sparse.reset_optimizer_state_`)."""
+        flat = self.weight.view(-1)
+        flat[pruned] = 0.0
+        flat[regrown] = regrown_values
+        self.mask.copy_(new_mask)
+        touched = torch.cat([pruned, regrown])
+        if self.weight.grad is not None:  # the last step's gradient, stale at the moved entries
+            self.weight.grad.view(-1).index_fill_(0, touched, 0.0)
+        if optimizer is not None:
+            reset_optimizer_state_(optimizer, self.weight, touched)
 
     def attach_gradient_mask(self) -> None:
         """Register the hook that zeroes `weight.grad` outside the mask (idempotent)."""
@@ -115,9 +134,16 @@ class SparseLinear(nn.Linear):
 
 
 def build_sparse_linear(config, site, device, dtype) -> SparseLinear:
-    """`LAYER_BUILDERS["sparse"]`: a `SparseLinear` from a `SparseLayerConfig` at `site`."""
-    return SparseLinear(site.in_features, site.out_features, density=config.density,
-                        epsilon=config.epsilon, in_shape=site.in_shape, device=device, dtype=dtype)
+    """`LAYER_BUILDERS["sparse"]`: a `SparseLinear` from a `SparseLayerConfig` at `site`,
+    in the CSR layout (`CSRSparseLinear`) when its sparsity reaches `config.csr_threshold`."""
+    from .sparse_csr import CSRSparseLinear
+
+    density = er_density(site.in_features, site.out_features, config.epsilon) if config.density is None \
+        else config.density
+    compressed = config.csr_threshold is not None and 1.0 - density >= config.csr_threshold
+    cls = CSRSparseLinear if compressed else SparseLinear
+    return cls(site.in_features, site.out_features, density=density, in_shape=site.in_shape,
+               device=device, dtype=dtype)
 
 
 def glorot_bound(layer: nn.Linear) -> float:

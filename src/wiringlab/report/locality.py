@@ -95,7 +95,7 @@ def pair_runs(out_dir: Path, summaries: list[dict]) -> list[Pair]:
 def network_activations(out_dir: Path, run: dict, config: RunConfig, data) -> dict:
     """Rebuild one run's model and return its prior layer and block activations on ``data``'s test
     images: {"layer", "input" (N, n_in), "output" (N, width), "labels" (N,)}."""
-    model = build_run_model(config, data.input_shape, data.num_classes, torch.device("cpu"))
+    model = build_run_model(config, data.input_shape, data.num_classes, torch.device("cpu"), dense=True)
     model.load_state_dict(RunFolder(out_dir / "runs" / run["run_id"]).read_weights())
     block = prior_block(model)
     inputs, outputs = module_io(model, block, data.x_test)

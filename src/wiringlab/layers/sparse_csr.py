@@ -1,0 +1,135 @@
+"""CSRSparseLinear: a `SparseLinear` that stores only its active weights and computes
+in a compressed (CSR) layout — SET's layer at high sparsity.
+
+Evidence (`bench/sparse_step.py`, 3072-1024-512-10 MLP step, batch 128, 2 CPU threads):
+CSR beats dense from about 85% sparsity and wins more the sparser the layer is; the
+factory (`build_sparse_linear`) picks this layout at or above `csr_threshold` (default
+90% sparsity). Forward, input gradient and weight gradient run through
+`sparse_ops.csr_linear`; an optimizer only ever sees the nnz active values.
+
+Same numbers as the masked dense layer: the same generator draws the same mask and
+the same weights (`reset_parameters`), and `csr_linear` equals masked dense
+(tests/test_sparse_csr_layer.py).
+
+Pitfalls:
+    * `weight` is the 1-D tensor of active values, (nnz,), in the row-major order of
+      `mask.nonzero()`; `effective_weight()` is the dense (out, in) matrix. Code that
+      needs `weight.shape == (out, in)` must read `effective_weight()`.
+    * `state_dict()` stores `weight` dense, (out, in), exactly as `SparseLinear` does,
+      so results folders, snapshots and analyses do not depend on the layout; loading
+      accepts dense or (nnz,) values.
+    * The pattern (int32 row pointers and columns of W and Wᵀ) is kept in non-persistent
+      buffers, rebuilt from `mask` whenever the mask changes (evolution, loading).
+    * Not stackable (`cannot_stack`): a custom autograd function cannot be vmapped.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from ..init import reset_linear_like_
+from ..sparse_ops import CSRPattern, csr_linear, dense_from_values
+from .sparse import SparseLinear
+
+__all__ = ["CSRSparseLinear"]
+
+_PATTERN_BUFFERS = ("crow", "col", "t_crow", "t_col", "t_perm")
+
+
+class CSRSparseLinear(SparseLinear):
+    """`SparseLinear` in the CSR layout; same arguments (see `SparseLinear`).
+
+    Attributes:
+        weight: Parameter (nnz,), the active values in the pattern's order.
+        mask: buffer (out_features, in_features) of 0/1, as `SparseLinear`.
+    """
+
+    cannot_stack = "CSR layers compute through a custom autograd function, which vmap cannot batch"
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw mask, weights and bias from `generator` exactly as `SparseLinear` does,
+        then keep only the active values."""
+        self._draw_mask(generator)
+        dense = SimpleNamespace(weight=torch.empty(self.out_features, self.in_features, device=self.mask.device,
+                                                   dtype=self.mask.dtype), bias=self.bias)
+        reset_linear_like_(dense, generator)
+        values = dense.weight[self.mask.bool()]
+        if self.weight.shape != values.shape:  # called from nn.Linear.__init__: replace the dense parameter
+            self.weight = nn.Parameter(values)
+        else:
+            with torch.no_grad():
+                self.weight.copy_(values)
+        self._rebuild_pattern()
+
+    def _rebuild_pattern(self) -> None:
+        pattern = CSRPattern.from_mask(self.mask.bool())
+        for name in _PATTERN_BUFFERS:
+            self.register_buffer(name, getattr(pattern, name), persistent=False)
+
+    @property
+    def pattern(self) -> CSRPattern:
+        """The `CSRPattern` of the current mask (a view of the pattern buffers)."""
+        return CSRPattern((self.out_features, self.in_features), self.crow, self.col, self.t_crow, self.t_col,
+                          self.t_perm)
+
+    def attach_gradient_mask(self) -> None:
+        """Nothing to mask: only active values exist."""
+
+    def effective_weight(self) -> torch.Tensor:
+        """The dense (out, in) weight, zeros outside the mask; differentiable in `weight`."""
+        return dense_from_values(self.weight, self.mask.bool())
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return csr_linear(input, self.weight, self.pattern, self.bias)
+
+    @torch.no_grad()
+    def apply_evolution_(self, pruned: torch.Tensor, regrown: torch.Tensor, regrown_values: torch.Tensor,
+                         new_mask: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> None:
+        """As `SparseLinear.apply_evolution_`, on values: the kept connections carry their
+        value, gradient and optimizer state into the new pattern's order; pruned and
+        regrown ones start from zero state. nnz is unchanged, so tensors are rewritten
+        in place and the optimizer keeps its references."""
+        old, new = self.mask.bool(), new_mask.bool()
+        touched = torch.cat([pruned, regrown])
+
+        def reorder(values: torch.Tensor) -> torch.Tensor:
+            dense = dense_from_values(values, old)  # (out, in)
+            dense.view(-1).index_fill_(0, touched, 0.0)
+            return dense[new]
+
+        dense_weight = dense_from_values(self.weight, old)
+        dense_weight.view(-1)[pruned] = 0.0
+        dense_weight.view(-1)[regrown] = regrown_values
+        self.weight.copy_(dense_weight[new])
+        if self.weight.grad is not None:
+            self.weight.grad.copy_(reorder(self.weight.grad))
+        if optimizer is not None:
+            for value in optimizer.state.get(self.weight, {}).values():
+                if torch.is_tensor(value) and value.shape == self.weight.shape:
+                    value.copy_(reorder(value))
+        self.mask.copy_(new_mask)
+        self._rebuild_pattern()
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        weight = self.weight if keep_vars else self.weight.detach()
+        destination[prefix + "weight"] = dense_from_values(weight, self.mask.bool())
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        key, mask_key = prefix + "weight", prefix + "mask"
+        weight = state_dict.get(key)
+        if weight is not None and weight.dim() == 2:  # dense (out, in): keep the values at the mask
+            mask = state_dict.get(mask_key, self.mask).bool()
+            if weight.shape != mask.shape or int(mask.sum()) != self.weight.numel():
+                error_msgs.append(f"{key}: a dense weight {tuple(weight.shape)} with {int(mask.sum())} active "
+                                  f"entries cannot fill {self.weight.numel()} CSR values of a "
+                                  f"{self.out_features}x{self.in_features} layer")
+                return
+            state_dict = {**state_dict, key: weight[mask.to(weight.device)]}
+        nn.Linear._load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                                        unexpected_keys, error_msgs)
+        self._rebuild_pattern()

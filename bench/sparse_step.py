@@ -1,12 +1,15 @@
-"""Training-step time of a 3072-1024-512-10 SET MLP: compressed (CSR) against dense and
-masked dense, at 90 / 95 / 99% sparsity of the hidden layers (output layer dense).
+"""Training-step time of a 3072-1024-512-10 SET MLP with wiringlab's layers: compressed
+(`CSRSparseLinear`) against dense (`nn.Linear`) and masked dense (`SparseLinear`), at 90 /
+95 / 99% sparsity of the hidden layers (output layer dense); and the cost of one SET
+prune-and-regrow of every sparse layer as a share of an epoch.
 
-What it measures: forward + backward + SGD update per batch of 128 (CIFAR-10 shaped
-inputs), median over steps, each variant timed in the same process in alternating
-rounds. Target (issue 8, CPU): CSR at least 1.5x / 3x / 5x faster than dense at
-90 / 95 / 99%.
+What it measures: forward + cross-entropy + backward + SGD-momentum step per batch of 128
+(CIFAR-10 shaped inputs), median over steps, variants alternating in rounds in one
+process. An epoch is 50,000 / 128 = 391 steps (CIFAR-10's training set).
+Targets (issue 8, CPU): CSR at least 1.5x / 3x / 5x faster than dense at 90 / 95 / 99%;
+prune-and-regrow under 2% of an epoch.
 
-Run: python bench/sparse_step.py [--steps 20] [--rounds 3]
+Run: python bench/sparse_step.py [--steps 20] [--rounds 3] [--threads N]
 """
 
 from __future__ import annotations
@@ -17,78 +20,85 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from wiringlab.sparse_ops import CSRPattern, csr_linear, values_from_dense
+from wiringlab.engine.evolution import evolve_layer_
+from wiringlab.experiment.config import SETConfig
+from wiringlab.layers import CSRSparseLinear, SparseLinear
 
 SIZES = [3072, 1024, 512, 10]
 BATCH = 128
+STEPS_PER_EPOCH = 50_000 // BATCH
 
 
-def _layers(sparsity, g):
+def _model(kind: str, sparsity: float, seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)  # the same masks and weights for the masked and CSR variants
     layers = []
     for i, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
-        w = torch.randn(n_out, n_in, generator=g) / n_in**0.5
-        dense_out = i == len(SIZES) - 2
-        mask = torch.ones(n_out, n_in, dtype=torch.bool) if dense_out else torch.rand(n_out, n_in, generator=g) >= sparsity
-        layers.append((w, mask, torch.zeros(n_out), dense_out))
-    return layers
-
-
-def _step_fn(kind, layers, x, y):
-    params = []
-    for w, mask, b, dense_out in layers:
-        if kind == "csr" and not dense_out:
-            params.append(("csr", values_from_dense(w, mask).requires_grad_(), CSRPattern.from_mask(mask), b.clone().requires_grad_()))
+        if kind == "dense" or i == len(SIZES) - 2:
+            layers.append(nn.Linear(n_in, n_out))
         else:
-            params.append((kind if not dense_out else "dense", w.clone().requires_grad_(), mask, b.clone().requires_grad_()))
+            cls = CSRSparseLinear if kind == "csr" else SparseLinear
+            layer = cls(n_in, n_out, density=1.0 - sparsity)
+            layer.reset_parameters(torch.Generator().manual_seed(seed + i))
+            layers.append(layer)
+        if i < len(SIZES) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _trainer(model, x, y):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=True)
 
     def step():
-        h = x
-        for i, (k, w, extra, b) in enumerate(params):
-            if k == "csr":
-                h = csr_linear(h, w, extra, b)
-            elif k == "masked":
-                h = F.linear(h, w * extra, b)
-            else:
-                h = F.linear(h, w, b)
-            if i < len(params) - 1:
-                h = F.relu(h)
-        F.cross_entropy(h, y).backward()
-        with torch.no_grad():
-            for _, w, _, b in params:
-                w -= 0.01 * w.grad
-                b -= 0.01 * b.grad
-                w.grad = b.grad = None
-    return step
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step, optimizer
 
 
-def _time(step, steps):
-    step()
+def _median_ms(fn, repeats: int) -> float:
+    fn()
     times = []
-    for _ in range(steps):
+    for _ in range(repeats):
         t = time.perf_counter()
-        step()
+        fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(times) * 1e3
+
+
+def _evolution_ms(model, optimizer, repeats: int) -> float:
+    layers = [m for m in model if isinstance(m, SparseLinear)]
+    config, g = SETConfig(zeta=0.3), torch.Generator().manual_seed(0)
+    return _median_ms(lambda: [evolve_layer_(layer, optimizer, 0.3, config, g) for layer in layers], repeats)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(BATCH, SIZES[0], generator=g), torch.randint(0, 10, (BATCH,), generator=g)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, MLP {'-'.join(map(str, SIZES))}, batch {BATCH}")
-    print("sparsity | dense ms | masked ms | csr ms | csr vs dense | csr vs masked")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, MLP {'-'.join(map(str, SIZES))}, "
+          f"batch {BATCH}, SGD momentum (fused); epoch = {STEPS_PER_EPOCH} steps")
+    print("sparsity | dense ms | masked ms | csr ms | csr vs dense | csr vs masked | SET step / epoch: masked | csr")
     for sparsity in (0.9, 0.95, 0.99):
-        layers = _layers(sparsity, g)
-        times = {k: [] for k in ("dense", "masked", "csr")}
+        models = {kind: _model(kind, sparsity, seed=1) for kind in ("dense", "masked", "csr")}
+        trainers = {kind: _trainer(model, x, y) for kind, model in models.items()}
+        times = {kind: [] for kind in models}
         for _ in range(args.rounds):
-            for kind in times:
-                times[kind].append(_time(_step_fn(kind, layers, x, y), args.steps))
-        d, m, c = (statistics.median(times[k]) * 1e3 for k in ("dense", "masked", "csr"))
-        print(f"{sparsity:8.2f} | {d:8.2f} | {m:9.2f} | {c:6.2f} | {d / c:11.2f}x | {m / c:12.2f}x")
+            for kind, (step, _) in trainers.items():
+                times[kind].append(_median_ms(step, args.steps))
+        d, m, c = (statistics.median(times[k]) for k in ("dense", "masked", "csr"))
+        share = {k: _evolution_ms(models[k], trainers[k][1], 3) / (STEPS_PER_EPOCH * t)
+                 for k, t in (("masked", m), ("csr", c))}
+        print(f"{sparsity:8.2f} | {d:8.2f} | {m:9.2f} | {c:6.2f} | {d / c:11.2f}x | {m / c:12.2f}x | "
+              f"{share['masked']:23.2%} | {share['csr']:.2%}")
 
 
 if __name__ == "__main__":

@@ -54,13 +54,24 @@ class CSRPattern:
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> "CSRPattern":
         """Build the pattern of a boolean (out, in) mask."""
-        out_f, in_f = mask.shape
-        rows, cols = mask.nonzero(as_tuple=True)  # row-major order
+        return cls.from_positions(mask.reshape(-1).nonzero().squeeze(1), tuple(mask.shape))
+
+    @classmethod
+    def from_positions(cls, positions: torch.Tensor, shape: tuple[int, int]) -> "CSRPattern":
+        """Build the pattern whose active entries are the sorted flat indices `positions`
+        into an (out, in) matrix (what `mask.view(-1).nonzero()` gives)."""
+        out_f, in_f = shape
+        rows, cols = positions // in_f, positions % in_f
         crow = _pointers(rows, out_f)
-        t_perm = torch.argsort(cols * out_f + rows)
+        t_perm = torch.sort(cols.to(torch.int32), stable=True).indices  # by column; rows stay ascending
         t_crow = _pointers(cols[t_perm], in_f)
-        index = torch.int32 if mask.numel() < 2**31 else torch.int64
+        index = torch.int32 if out_f * in_f < 2**31 else torch.int64
         return cls((out_f, in_f), crow.to(index), cols.to(index), t_crow.to(index), rows[t_perm].to(index), t_perm)
+
+    def positions(self) -> torch.Tensor:
+        """Sorted flat int64 indices of the active entries (row-major, the values' order)."""
+        rows = torch.repeat_interleave(torch.arange(self.shape[0], device=self.crow.device), self.crow.diff())
+        return rows * self.shape[1] + self.col.long()
 
     def matrix(self, values: torch.Tensor) -> torch.Tensor:
         """W as a sparse CSR tensor over `values`."""

@@ -22,7 +22,7 @@ import torch
 
 from ..layers.sparse import SparseLinear, glorot_bound
 from ..seeding import make_generator
-from ..sparse import apply_evolution, prune, regrow, regrown_values, zeta_at
+from ..sparse import apply_evolution, prune_active, regrow, regrown_values, zeta_at
 from .callbacks import Callback, TrainState
 
 __all__ = ["SETCallback", "evolve_layer_", "sparse_layers", "distance_probabilities"]
@@ -56,16 +56,18 @@ def evolve_layer_(layer: SparseLinear, optimizer: torch.optim.Optimizer | None, 
     Returns:
         The number of connections moved (pruned = regrown).
     """
-    weight, mask = layer.effective_weight(), layer.mask.bool()  # (out, in) in either layout
-    pruned = prune(config.prune, weight, mask, zeta)
+    positions = layer.active_positions()  # either layout; the CSR one reads no dense weight
+    values = layer.active_values(positions)
+    mask = layer.mask.bool()
+    pruned = prune_active(config.prune, positions, values, zeta)
     after_prune = apply_evolution(mask, pruned, pruned.new_empty(0))
     regrown = regrow(config.regrow, after_prune, len(pruned), generator,
                      dense_grad=dense_grad, probability=probability)
     new_mask = apply_evolution(mask, pruned, regrown)
     scale = config.regrow_scale if config.regrow_scale is not None else glorot_bound(layer)
-    values = regrown_values(len(regrown), config.regrow_init, scale, generator, dtype=weight.dtype,
-                            device=weight.device)
-    layer.apply_evolution_(pruned, regrown, values, new_mask.to(layer.mask.dtype), optimizer)
+    grown = regrown_values(len(regrown), config.regrow_init, scale, generator, dtype=values.dtype,
+                           device=values.device)
+    layer.apply_evolution_(pruned, regrown, grown, new_mask.to(layer.mask.dtype), optimizer)
     return len(pruned)
 
 

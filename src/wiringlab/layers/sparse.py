@@ -87,6 +87,14 @@ class SparseLinear(nn.Linear):
         else:
             self.mask.copy_(mask)
 
+    def active_positions(self) -> torch.Tensor:
+        """Sorted flat int64 indices of the active entries of the (out, in) weight."""
+        return self.mask.reshape(-1).nonzero().squeeze(1)
+
+    def active_values(self, positions: torch.Tensor) -> torch.Tensor:
+        """The (detached) weights at `positions` (from `active_positions`)."""
+        return self.weight.detach().reshape(-1)[positions]
+
     @torch.no_grad()
     def apply_evolution_(self, pruned: torch.Tensor, regrown: torch.Tensor, regrown_values: torch.Tensor,
                          new_mask: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> None:

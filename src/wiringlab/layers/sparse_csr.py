@@ -65,7 +65,9 @@ class CSRSparseLinear(SparseLinear):
         self._rebuild_pattern()
 
     def _rebuild_pattern(self) -> None:
-        pattern = CSRPattern.from_mask(self.mask.bool())
+        self._set_pattern(CSRPattern.from_mask(self.mask.bool()))
+
+    def _set_pattern(self, pattern: CSRPattern) -> None:
         for name in _PATTERN_BUFFERS:
             self.register_buffer(name, getattr(pattern, name), persistent=False)
 
@@ -85,25 +87,33 @@ class CSRSparseLinear(SparseLinear):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return csr_linear(input, self.weight, self.pattern, self.bias)
 
+    def active_positions(self) -> torch.Tensor:
+        """Sorted flat int64 indices of the active entries, from the pattern (O(nnz))."""
+        return self.pattern.positions()
+
+    def active_values(self, positions: torch.Tensor) -> torch.Tensor:
+        """The values themselves: `positions` must be `active_positions()`."""
+        return self.weight.detach()
+
     @torch.no_grad()
     def apply_evolution_(self, pruned: torch.Tensor, regrown: torch.Tensor, regrown_values: torch.Tensor,
                          new_mask: torch.Tensor, optimizer: torch.optim.Optimizer | None) -> None:
         """As `SparseLinear.apply_evolution_`, on values: the kept connections carry their
         value, gradient and optimizer state into the new pattern's order; pruned and
         regrown ones start from zero state. nnz is unchanged, so tensors are rewritten
-        in place and the optimizer keeps its references."""
-        old, new = self.mask.bool(), new_mask.bool()
-        touched = torch.cat([pruned, regrown])
+        in place and the optimizer keeps its references. Costs O(nnz log nnz); nothing
+        of size out x in is allocated but the mask copy."""
+        old = self.active_positions()
+        kept = torch.ones(len(old), dtype=torch.bool, device=old.device)
+        kept[torch.searchsorted(old, pruned)] = False
+        source = kept.nonzero().squeeze(1)  # value index of each kept connection
+        new, order = torch.sort(torch.cat([old[source], regrown]))  # regrown after the kept ones, then sorted
 
-        def reorder(values: torch.Tensor) -> torch.Tensor:
-            dense = dense_from_values(values, old)  # (out, in)
-            dense.view(-1).index_fill_(0, touched, 0.0)
-            return dense[new]
+        def reorder(values: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
+            fill = values.new_zeros(len(regrown)) if fill is None else fill.to(values.dtype)
+            return torch.cat([values[source], fill])[order]
 
-        dense_weight = dense_from_values(self.weight, old)
-        dense_weight.view(-1)[pruned] = 0.0
-        dense_weight.view(-1)[regrown] = regrown_values
-        self.weight.copy_(dense_weight[new])
+        self.weight.copy_(reorder(self.weight, regrown_values))
         if self.weight.grad is not None:
             self.weight.grad.copy_(reorder(self.weight.grad))
         if optimizer is not None:
@@ -111,7 +121,7 @@ class CSRSparseLinear(SparseLinear):
                 if torch.is_tensor(value) and value.shape == self.weight.shape:
                     value.copy_(reorder(value))
         self.mask.copy_(new_mask)
-        self._rebuild_pattern()
+        self._set_pattern(CSRPattern.from_positions(new, (self.out_features, self.in_features)))
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)

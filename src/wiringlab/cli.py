@@ -28,6 +28,10 @@ def _run_overrides(args) -> list[tuple[str, object]]:
         overrides.append(("train.device", args.device))
     if args.tensorboard:
         overrides.append(("train.tensorboard", True))
+    if args.precision is not None:
+        overrides.append(("train.precision", args.precision))
+    if args.compile is not None:
+        overrides.append(("train.compile", args.compile))
     return overrides
 
 
@@ -124,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus-per-task", type=float, default=0.25,
                      help="GPU share of each Ray task (one run, or one stack of compatible runs) when the "
                           "cluster has GPUs (default 0.25: 4 tasks per GPU)")
+    run.add_argument("--precision", choices=["fp32", "bf16"],
+                     help="shorthand for --set train.precision=...; bf16 autocast is opt-in, for speed, "
+                          "and changes the numbers (recorded in config and provenance)")
+    run.add_argument("--compile", nargs="?", const="default",
+                     choices=["off", "default", "reduce-overhead", "max-autotune"],
+                     help="torch.compile the model with this mode (default: default; reduce-overhead = "
+                          "CUDA graphs, for GPUs); opt-in, recorded in config and provenance")
     run.add_argument("--tensorboard", action="store_true",
                      help="also log per-epoch metrics to runs/<id>/tensorboard/ (pip install 'wiringlab[tensorboard]')")
     run.add_argument("--no-stack", action="store_true",

@@ -141,8 +141,12 @@ def csr_linear(x: torch.Tensor, values: torch.Tensor, pattern: CSRPattern,
         bias: (out,) or None.
 
     Returns:
-        (B, out) output, equal to `F.linear(x, dense_from_values(values, mask), bias)`.
+        (B, out) output, equal to `F.linear(x, dense_from_values(values, mask), bias)`, in
+        the values' dtype (an input of another dtype, e.g. bf16 under autocast, is cast).
     """
+    if x.dtype != values.dtype:  # under bf16 autocast: torch's CPU CSR kernels have no bf16
+        x = x.to(values.dtype)
     lead = x.shape[:-1]
-    y = _CSRLinear.apply(x.reshape(-1, x.shape[-1]), values, bias, pattern)
+    with torch.autocast(device_type=x.device.type, enabled=False):  # autocast would cast the CSR matmul
+        y = _CSRLinear.apply(x.reshape(-1, x.shape[-1]), values, bias, pattern)
     return y.reshape(*lead, pattern.shape[0])

@@ -23,6 +23,7 @@ from torch.func import functional_call
 from ..seeding import make_generator
 from .callbacks import CallbackList, TrainState
 from .optim import lr_factor
+from .precision import autocast, compiled
 from .stacked_optim import StackedOptimizer
 from .stacking import StackedMembers
 from .tensors import DeviceData
@@ -30,7 +31,7 @@ from .trainer import TrainResult
 
 __all__ = ["train_stacked", "stack_compatible"]
 
-_SHARED_TRAIN_KEYS = ("epochs", "batch_size", "eval_batch_size", "lr_schedule")
+_SHARED_TRAIN_KEYS = ("epochs", "batch_size", "eval_batch_size", "lr_schedule", "precision", "compile")
 
 
 def stack_compatible(cfgs) -> str | None:
@@ -81,13 +82,14 @@ class _PenaltyCaller(torch.nn.Module):
 
 
 @torch.no_grad()
-def _evaluate(stack: StackedMembers, x, y, batch_size):
+def _evaluate(stack: StackedMembers, forward, x, y, batch_size, precision):
     stack.train(False)
     M = len(stack)
     loss_sum = torch.zeros(M, device=x.device)
     correct = torch.zeros(M, device=x.device, dtype=torch.long)
     for s in range(0, len(x), batch_size):
-        logits = stack.forward(x[s : s + batch_size], shared_input=True)  # (M, b, C)
+        with autocast(precision, x.device):
+            logits = forward(x[s : s + batch_size], shared_input=True)  # (M, b, C)
         target = y[s : s + batch_size]
         loss_sum += F.cross_entropy(logits.flatten(0, 1).float(), target.repeat(M), reduction="none").view(M, -1).sum(1)
         correct += (logits.argmax(-1) == target).sum(1)
@@ -96,19 +98,20 @@ def _evaluate(stack: StackedMembers, x, y, batch_size):
     return (loss_sum / n).tolist(), (correct.double() / n).tolist()
 
 
-def _run_epoch(stack, data, batch_size, opt, l1, penalties, cbs, states, gens):
+def _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens):
     M, n = len(stack), len(data.x_train)
     orders = torch.stack([torch.randperm(n, generator=g, device=data.device) for g in gens])  # (M, N)
     loss_sum = torch.zeros(M, device=data.device)
     correct = torch.zeros(M, device=data.device, dtype=torch.long)
-    for start in range(0, n, batch_size):
-        idx = orders[:, start : start + batch_size]  # (M, B)
+    for start in range(0, n, cfg.batch_size):
+        idx = orders[:, start : start + cfg.batch_size]  # (M, B)
         x, y = data.x_train[idx], data.y_train[idx]  # (M, B, ...), (M, B)
         for cb, st in zip(cbs, states):
             cb.on_step_start(st)
         stack.resync()
-        logits = stack.forward(x)  # (M, B, C)
-        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(M, -1).mean(1)
+        with autocast(cfg.precision, data.device):
+            logits = forward(x)  # (M, B, C)
+        losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view(M, -1).mean(1)
         total = losses.sum() + _penalty(stack, l1, penalties)
         opt.zero_grad()
         total.backward()
@@ -158,6 +161,7 @@ def train_stacked(
         raise ValueError(f"cannot stack: {reason}")
     M, cfg, start = len(models), cfgs[0], time.perf_counter()
     stack = StackedMembers(models)
+    forward = compiled(stack.forward, cfg.compile)
     opt = StackedOptimizer(list(stack.params.values()), cfg.optimizer.name, [c.optimizer for c in cfgs])
     callbacks = callbacks or [[] for _ in range(M)]
     penalties = penalties or [[] for _ in range(M)]
@@ -172,9 +176,9 @@ def train_stacked(
     l1 = [c.l1 for c in cfgs]
     for epoch in range(cfg.epochs):
         lrs = opt.lr.tolist()
-        train_loss, train_acc = _run_epoch(stack, data, cfg.batch_size, opt, l1, penalties, cbs, states, gens)
+        train_loss, train_acc = _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens)
         opt.set_lr_factors([lr_factor(cfg.lr_schedule, epoch + 1, cfg.epochs)] * M)
-        test_loss, test_acc = _evaluate(stack, data.x_test, data.y_test, cfg.eval_batch_size)
+        test_loss, test_acc = _evaluate(stack, forward, data.x_test, data.y_test, cfg.eval_batch_size, cfg.precision)
         for m in range(M):
             if results[m].status == "diverged":
                 continue

@@ -27,6 +27,7 @@ from ..layers import SeededDropout
 from ..seeding import make_generator
 from .callbacks import CallbackList, TrainState
 from .optim import build_lr_scheduler, build_optimizer, weight_parameters
+from .precision import autocast, compiled
 from .tensors import DeviceData, iterate_batches
 
 __all__ = ["TrainResult", "train", "evaluate"]
@@ -46,14 +47,22 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` on (x, y), in eval mode."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, *,
+             forward: Callable | None = None, precision: str = "fp32") -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on (x, y), in eval mode.
+
+    Args:
+        forward: what computes the logits (a compiled `model`); default `model`.
+        precision: "fp32", or "bf16" for autocast (`precision.autocast`).
+    """
     was_training = model.training
     model.eval()
+    forward = model if forward is None else forward
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for start in range(0, len(x), batch_size):
-        logits = model(x[start : start + batch_size])
+        with autocast(precision, x.device):
+            logits = forward(x[start : start + batch_size])
         target = y[start : start + batch_size]
         loss_sum += F.cross_entropy(logits.float(), target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()
@@ -74,15 +83,16 @@ def _assign_dropout_generators(model: nn.Module, seed: int, device: torch.device
         module.generator = make_generator(seed, f"dropout{index}", device)
 
 
-def _run_epoch(model, data, cfg, optimizer, penalties, callbacks, state, generator):
+def _run_epoch(model, forward, data, cfg, optimizer, penalties, callbacks, state, generator):
     model.train()
     loss_sum = torch.zeros((), device=data.device)
     correct = torch.zeros((), device=data.device, dtype=torch.long)
     for idx in iterate_batches(len(data.x_train), cfg.batch_size, generator, data.device):
         x, y = data.x_train[idx], data.y_train[idx]
         callbacks.on_step_start(state)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        with autocast(cfg.precision, data.device):
+            logits = forward(x)
+        loss = F.cross_entropy(logits.float(), y)
         total = loss
         for penalty in penalties:
             total = total + penalty()
@@ -131,6 +141,7 @@ def train(
     penalties = [p for p in (*penalties, l1) if p is not None]
     _assign_dropout_generators(model, seed, data.device)
     data_gen = make_generator(seed, "data", data.device)
+    forward = compiled(model, cfg.compile)  # callbacks and analyses keep the plain module
     steps = math.ceil(len(data.x_train) / cfg.batch_size)
     state = TrainState(model, optimizer, cfg.epochs, steps, seed, data.device, run_dir)
     cbs = CallbackList(callbacks)
@@ -140,7 +151,7 @@ def train(
                disable=not cfg.progress or None)
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = _run_epoch(model, data, cfg, optimizer, penalties, cbs, state, data_gen)
+        train_loss, train_acc = _run_epoch(model, forward, data, cfg, optimizer, penalties, cbs, state, data_gen)
         scheduler.step()
         state.epoch = epoch + 1
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
@@ -148,7 +159,8 @@ def train(
             record.update(test_loss=float("nan"), test_acc=float("nan"))
             result.status = "diverged"
         else:
-            record["test_loss"], record["test_acc"] = evaluate(model, data.x_test, data.y_test, cfg.eval_batch_size)
+            record["test_loss"], record["test_acc"] = evaluate(model, data.x_test, data.y_test, cfg.eval_batch_size,
+                                                               forward=forward, precision=cfg.precision)
             record.update(cbs.on_epoch_end(state))
         record["time_s"] = time.perf_counter() - start
         result.history.append(record)

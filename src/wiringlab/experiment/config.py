@@ -169,6 +169,9 @@ class TrainConfig(StrictModel):
     device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N
     progress: bool = True  # tqdm bar per run, shown only on a terminal
     tensorboard: bool = False  # also write per-epoch metrics to runs/<id>/tensorboard/ (tensorboard extra)
+    # opt-in speed settings that change the numbers (never on by default; see engine/precision.py)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: forward passes under bf16 autocast
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"  # torch.compile mode
 
     @field_validator("device")
     @classmethod
@@ -300,6 +303,13 @@ class RunConfig(StrictModel):
         return data
 
     @model_validator(mode="after")
+    def _multitask_runs_in_fp32_eager(self):
+        if self.multitask is not None and (self.train.precision != "fp32" or self.train.compile != "off"):
+            raise ValueError("train.precision and train.compile apply to single-task runs; a multitask run "
+                             "trains in fp32 without compilation (leave them at fp32 / off)")
+        return self
+
+    @model_validator(mode="after")
     def _multitask_owns_data_and_model(self):
         if self.multitask is not None and (self.data != DataConfig() or self.model != MLPConfig()):
             raise ValueError("a multitask run takes its datasets from multitask.tasks.<name>.data and its network "
@@ -337,3 +347,6 @@ class AnalysisConfig(StrictModel):
 
 # Fields that change how a run is shown, never what it computes: left out of run ids.
 PRESENTATION_ONLY = {("train", "progress"), ("train", "tensorboard")}
+# Keys added after results folders existed: left out of the run id while at these
+# defaults (which reproduce the earlier behaviour), so old folders still resume.
+ADDED_DEFAULTS = {("train", "precision"): "fp32", ("train", "compile"): "off"}

@@ -126,7 +126,7 @@ def _summary(spec: RunSpec, result, device, wall: float) -> dict:
         "run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "axes": spec.axes,
         "status": result.status, "epochs": len(result.history),
         "final": {k: v for k, v in final.items() if k not in ("epoch", "time_s")},
-        "best_test_acc": best, "wall_time_s": wall, "provenance": provenance(device),
+        "best_test_acc": best, "wall_time_s": wall, "provenance": provenance(device, spec.config.train),
     }
 
 

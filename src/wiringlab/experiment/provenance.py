@@ -28,11 +28,13 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def provenance(device: torch.device) -> dict:
-    """A dict of versions and the device, for summary.json."""
+def provenance(device: torch.device, train=None) -> dict:
+    """A dict of versions and the device, for summary.json; with `train` (a
+    `TrainConfig`), also the opt-in speed settings that change numbers."""
     from wiringlab import __version__
 
-    return {
+    settings = {} if train is None else {"precision": train.precision, "compile": train.compile}
+    return {**settings,
         "wiringlab": __version__,
         "git_commit": _git_commit(),
         "torch": torch.__version__,

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from .config import PRESENTATION_ONLY, AnalysisConfig, RunConfig, StrictModel
+from .config import ADDED_DEFAULTS, PRESENTATION_ONLY, AnalysisConfig, RunConfig, StrictModel
 from .errors import ConfigError, format_validation_error
 
 __all__ = ["Recipe", "RunSpec", "load_recipe", "expand", "run_id", "parse_override", "set_dotted"]
@@ -100,6 +100,9 @@ def run_id(config: RunConfig, label: str) -> str:
     dumped = {k: v for k, v in dumped.items() if v is not None}
     for section, key in PRESENTATION_ONLY:
         dumped.get(section, {}).pop(key, None)
+    for (section, key), default in ADDED_DEFAULTS.items():  # at their default they change nothing
+        if dumped.get(section, {}).get(key) == default:
+            dumped[section].pop(key)
     digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:10]
     slug = re.sub(r"[^A-Za-z0-9.]+", "-", label).strip("-")[:48] or "base"
     return f"{slug}-s{config.seed}-{digest}"

@@ -1,0 +1,54 @@
+"""Opt-in speed settings of a run: bf16 autocast and `torch.compile`.
+
+Both change the numbers a run produces, so neither is ever on by default in an
+accuracy experiment; both are config keys (`train.precision`, `train.compile`), so
+they are part of the run id, `config.yaml` and the provenance in `summary.json`.
+
+* `precision: bf16` runs forward passes under `torch.autocast(dtype=bfloat16)`: matmuls
+  in bf16, weights, gradients and optimizer state stay fp32; the loss is computed on
+  fp32 logits. CSR layers compute in their weights' dtype (torch's CSR kernels have no
+  bf16 on CPU), so their inputs are cast back to fp32.
+* `compile: default | reduce-overhead | max-autotune` wraps the model (or a stack's
+  vmapped forward) in `torch.compile` with that mode. "reduce-overhead" uses CUDA
+  graphs: worth it on a GPU, where small MLP steps are launch-bound. The first epoch
+  pays the compilation (tens of seconds on a 2-core CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+
+__all__ = ["autocast", "compiled", "PRECISIONS", "COMPILE_MODES"]
+
+PRECISIONS = ("fp32", "bf16")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+
+def autocast(precision: str, device: torch.device):
+    """A context for forward passes: bf16 autocast on `device`, or nothing for fp32.
+
+    Raises:
+        ValueError: unknown precision.
+    """
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+
+
+def compiled(fn: Callable, mode: str) -> Callable:
+    """`fn` (a module or function) compiled with `torch.compile(mode=mode)`; `fn` itself
+    when mode is "off".
+
+    Raises:
+        ValueError: unknown mode.
+    """
+    if mode == "off":
+        return fn
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {mode!r}; allowed: {', '.join(COMPILE_MODES)}")
+    return torch.compile(fn, mode=mode)

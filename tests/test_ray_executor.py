@@ -121,7 +121,9 @@ class TestLocalCluster:
         assert third.executed == [] and len(third.skipped) == len(specs)
 
     def test_failing_tasks_are_retried_once_then_recorded(self, tmp_path):
-        recipe, specs = _quickstart(seeds=(0, 1))  # 3 configs x 2 seeds: 3 stacks of 2 runs
+        recipe = load_recipe(QUICKSTART)
+        recipe.zip["train.batch_size"] = [96, 112, 128]  # configs that cannot share a stack
+        specs = expand(recipe, str(QUICKSTART), SHORT, [0, 1])  # 3 configs x 2 seeds: 3 stacks of 2 runs
         crash, transient, partial = dict.fromkeys(s.label for s in specs)
         attempts_dir = str(tmp_path / "attempts")
         os.makedirs(attempts_dir)

@@ -150,3 +150,30 @@ def test_stacked_prior_runs_equal_runs_alone(layer):
             torch.testing.assert_close(ta, tb, atol=1e-5, rtol=1e-4, msg=name)
         for key in ("test_acc", "kernel_sparsity", "weight_sparsity", "kernel_mean"):
             assert ra.final[key] == pytest.approx(rb.final[key], abs=1e-4), key
+
+
+def test_configs_that_differ_in_kernel_values_and_schedules_share_one_stack(tmp_path):
+    """The progressive-sharpening shape: k and schedule differ per config; one stack of
+    all runs gives the numbers of the runs alone."""
+    from wiringlab.experiment import expand
+    from wiringlab.experiment.grouping import group_runs
+    from wiringlab.experiment.recipe import Recipe
+    from wiringlab.experiment.sweep import run_sweep
+
+    recipe = Recipe(name="sharpen", seeds=[0, 1], base={
+        "data": {"name": "synthetic", "options": {"n_train": 256, "n_test": 128, "input_shape": [1, 6, 6]}},
+        "model": {"hidden": [24], "layer": {"type": "spatial", "kernel": "exponential"}},
+        "train": {"epochs": 3, "batch_size": 64, "progress": False, "optimizer": {"name": "adam", "lr": 3e-3}}},
+        zip={"model.layer.k": [3.0, 15.0, 1.0],
+             "model.layer.schedule": ["static", "static", {"kind": "sharpen", "k_start": 1, "k_end": 10}]})
+    specs = expand(recipe)
+    assert [len(g) for g in group_runs(specs)] == [6]
+    stacked = run_sweep(recipe, specs, tmp_path / "stacked", stack=True)
+    alone = run_sweep(recipe, specs, tmp_path / "alone", stack=False)
+    assert {s["provenance"]["stack_size"] for s in stacked.summaries} == {6}
+    assert {s["provenance"]["stack_size"] for s in alone.summaries} == {1}
+    for a, b in zip(stacked.summaries, alone.summaries):
+        for key in ("test_acc", "test_loss", "kernel_sparsity", "kernel_mean"):
+            assert a["final"][key] == pytest.approx(b["final"][key], abs=1e-4), key
+    kernel_means = {round(s["final"]["kernel_mean"], 4) for s in stacked.summaries}
+    assert len(kernel_means) == 3  # the members really had different kernels

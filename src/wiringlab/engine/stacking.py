@@ -28,11 +28,18 @@ __all__ = ["StackedMembers", "stack_members", "structure_signature", "stackable"
 
 def structure_signature(model: nn.Module) -> tuple:
     """Everything but tensor values: module types, non-tensor attributes, tensor shapes.
-    Two models with equal signatures compute the same function of their tensors."""
+    Two models with equal signatures compute the same function of their tensors.
+
+    A module may name attributes that only decide what its tensors hold, never how the
+    forward pass computes (`stack_value_attributes`, e.g. a spatial layer's kernel
+    schedule, which a per-member callback evaluates into the kernel buffer); those may
+    differ between members."""
     parts = []
     for name, module in model.named_modules():
+        values = set(getattr(module, "stack_value_attributes", ()))
         attrs = tuple(sorted((k, repr(v)) for k, v in vars(module).items()
-                             if not k.startswith("_") and k != "training" and not isinstance(v, torch.Tensor)))
+                             if not k.startswith("_") and k not in ("training", *values)
+                             and not isinstance(v, torch.Tensor)))
         parts.append((name, type(module).__qualname__, attrs))
     tensors = [(n, tuple(t.shape), t.dtype) for n, t in (*model.named_parameters(), *model.named_buffers())]
     return tuple(parts), tuple(tensors)

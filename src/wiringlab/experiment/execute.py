@@ -151,12 +151,14 @@ def epoch_consumer(config, folder: RunFolder):
         board.close()
 
 
-def finish_run(spec: RunSpec, folder: RunFolder, model, result, device, wall: float) -> dict:
-    """Write a trained run's weights and summary; return the summary."""
+def finish_run(spec: RunSpec, folder: RunFolder, model, result, device, wall: float, stack_size: int = 1) -> dict:
+    """Write a trained run's weights and summary; return the summary. `stack_size`: how
+    many members trained together with this run (1: alone), kept in the provenance."""
     if spec.config.save_weights:
         folder.write_weights(model.state_dict())
         folder.write_weights(effective_weights(model), "effective_weights.safetensors")
     summary = _summary(spec, result, device, wall)
+    summary["provenance"]["stack_size"] = stack_size
     folder.write_summary(summary)
     return summary
 

@@ -1,8 +1,9 @@
 """Stack compatible runs of a sweep and train each stack as one model.
 
 Runs stack when their configs agree on everything but per-member values (seed,
-optimizer hyperparameters, L1) and their built models have the same structure (see
-`engine.stacking`). A group that turns out not to be stackable runs member by member,
+optimizer hyperparameters, L1, kernel parameters and schedules, mask density, SET's
+evolution values; `MEMBER_VALUE_KEYS`) and their built models have the same structure
+(see `engine.stacking`). A group that turns out not to be stackable runs member by member,
 with the reason logged. Each member still gets its own run folder and summary.
 """
 
@@ -28,11 +29,18 @@ __all__ = ["group_runs", "execute_group", "MEMBER_VALUE_KEYS"]
 
 log = logging.getLogger(__name__)
 
-# Config keys whose values may differ inside one stack (each member carries its own).
+# Config keys whose values may differ inside one stack (each member carries its own:
+# optimizer values in StackedOptimizer, kernels and masks in its buffers, schedules and
+# SET evolution in its callbacks, penalties per member). A key listed here that does
+# change the model's structure is still caught: `_why_not` compares the built models.
+_LAYER_VALUE_KEYS = ["kernel", "k", "floor", "sigma", "schedule", "decay", "decay_target", "density", "epsilon"]
 MEMBER_VALUE_KEYS = [
     "seed", "save_weights", "train.progress", "train.l1",
     "train.optimizer.lr", "train.optimizer.weight_decay", "train.optimizer.momentum",
     "train.optimizer.nesterov", "train.optimizer.betas", "train.optimizer.eps", "train.optimizer.alpha",
+    *(f"model.{layer}.{key}" for layer in ("layer", "output_layer") for key in _LAYER_VALUE_KEYS),
+    "evolution.zeta", "evolution.zeta_schedule", "evolution.interval", "evolution.prune",
+    "evolution.regrow_init", "evolution.regrow_scale",
 ]
 
 
@@ -103,4 +111,5 @@ def execute_group(specs: list[RunSpec], out_dir: Path, datasets: DatasetCache | 
     except Exception as err:
         return [fail_run(s, f, err, device, time.perf_counter() - start) for s, f in zip(specs, folders)]
     wall = time.perf_counter() - start
-    return [finish_run(s, f, m, r, device, wall / len(specs)) for s, f, m, r in zip(specs, folders, models, results)]
+    return [finish_run(s, f, m, r, device, wall / len(specs), stack_size=len(specs))
+            for s, f, m, r in zip(specs, folders, models, results)]

@@ -63,6 +63,9 @@ class SparseLinear(nn.Linear):
           other way, call `attach_gradient_mask()`.
     """
 
+    # density only decides how many mask entries are 1 (the mask buffer), not the forward
+    stack_value_attributes = ("density",)
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  density: float | None = None, epsilon: float = 20.0,
                  in_shape: tuple[int, ...] | None = None, device=None, dtype=None) -> None:

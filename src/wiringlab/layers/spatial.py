@@ -63,6 +63,9 @@ class SpatialLinear(nn.Linear):
         ValueError: unknown mode or scale, or a kernel tensor of the wrong shape.
     """
 
+    # the schedule only decides the kernel buffer's values (set_progress), not the forward
+    stack_value_attributes = ("schedule",)
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  kernel=None, geometry: str | torch.Tensor = "line", metric: str = "euclidean",
                  in_shape: Sequence[int] | None = None, shuffle_generator: torch.Generator | None = None,

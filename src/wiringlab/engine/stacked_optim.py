@@ -57,8 +57,13 @@ class StackedOptimizer:
         self.lr = self.base_lr * torch.as_tensor(factors, dtype=torch.float64)
 
     def zero_grad(self) -> None:
+        """Zero the gradients in place rather than dropping them: a stacked weight's
+        gradient arrives transposed, (M, in, out) viewed as (M, out, in), and autograd
+        copies it into a fresh buffer when `.grad` is None (15.7 ms per step for 15 x 512 x
+        784 on 2 CPU threads, mostly page faults) but adds it in place otherwise (6.9 ms)."""
         for p in self.params:
-            p.grad = None
+            if p.grad is not None:
+                p.grad.zero_()
 
     @torch.no_grad()
     def step(self) -> None:

@@ -1,0 +1,54 @@
+"""Run every benchmark of bench/, one after another, each in its own process, and print
+their reports. Each benchmark measures its ratio against its own baseline in the same
+process; run this on an otherwise idle machine and quote the figures with the machine.
+
+Run: python bench/run_all.py [--quick] [--only NAME ...]
+    --quick: smaller sizes (minutes instead of ~25 min on a 2-core CPU); the end-to-end
+    recipe then runs 2 epochs on 10,000 Fashion-MNIST images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# name: (full arguments, quick arguments)
+BENCHMARKS = {
+    "throughput": (["--samples", "12800", "--rounds", "3"], ["--samples", "3200", "--rounds", "2"]),
+    "spatial_step": ([], ["--steps", "10", "--rounds", "2"]),
+    "stacked": (["--members", "8", "--samples", "6400", "--rounds", "3"],
+                ["--members", "8", "--samples", "1280", "--rounds", "2"]),
+    "sparse_step": ([], ["--steps", "10", "--rounds", "2"]),
+    "sparse_scale": ([], ["--size", "4000"]),
+    "snapshots": ([], ["--samples", "3000", "--epochs", "2", "--rounds", "2"]),
+    "end_to_end": ([], ["--epochs", "2", "--n-train", "10000"]),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these")
+    args = parser.parse_args()
+    failed = []
+    for name in args.only or BENCHMARKS:
+        full, quick = BENCHMARKS[name]
+        command = [sys.executable, str(HERE / f"{name}.py"), *(quick if args.quick else full)]
+        print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
+        start = time.perf_counter()
+        code = subprocess.call(command)
+        print(f"=== {name}: exit {code}, {time.perf_counter() - start:.0f} s", flush=True)
+        if code:
+            failed.append(name)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -117,3 +117,16 @@ def test_stacked_sweep_matches_unstacked(recipe_path, tmp_path):
         assert x["run_id"] == y["run_id"]
         assert x["final"]["train_loss"] == pytest.approx(y["final"]["train_loss"], rel=1e-4)
         assert x["final"]["test_acc"] == pytest.approx(y["final"]["test_acc"], abs=1 / 128 + 1e-9)
+
+
+def test_spread_groups_gives_every_worker_a_group_and_keeps_every_run_once():
+    from wiringlab.experiment.grouping import spread_groups
+
+    runs = [f"r{i}" for i in range(9)]
+    assert [len(g) for g in spread_groups([runs], 2)] == [5, 4]
+    assert [len(g) for g in spread_groups([runs], 4)] == [3, 2, 2, 2]
+    assert [len(g) for g in spread_groups([runs[:3], runs[3:6], runs[6:]], 2)] == [3, 3, 3]  # enough already
+    assert spread_groups([["a"], ["b"]], 8) == [["a"], ["b"]]  # single runs are not split further
+    for workers in range(1, 12):
+        spread = spread_groups([runs[:7], runs[7:]], workers)
+        assert [r for g in spread for r in g] == runs and len(spread) >= min(workers, 9)

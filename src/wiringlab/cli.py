@@ -58,7 +58,7 @@ def _cmd_run(args) -> int:
             print(f"{'done ' if done else 'todo '} {s.run_id}  [{s.label}] seed={s.seed}")
         print(f"{len(specs)} runs -> {out_dir}")
         return 0
-    result = run_sweep(recipe, specs, out_dir, executor=executor, overrides=overrides,
+    result = run_sweep(recipe, specs, out_dir, executor=executor, workers=args.workers, overrides=overrides,
                        stack=not args.no_stack)
     paths = build_report(out_dir)
     failed = [s for s in result.summaries if s["status"] == "failed"]

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data import load_dataset
 from .executors import make_executor
-from .grouping import group_runs
+from .grouping import group_runs, spread_groups
 from .recipe import Recipe, RunSpec
 from .store import RunFolder, write_json
 
@@ -86,7 +86,7 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
         log.info("resuming: %d of %d runs already finished", len(skipped), len(specs))
     if pending:
         check_datasets(pending)
-        groups = group_runs(pending) if stack else [[s] for s in pending]
+        groups = spread_groups(group_runs(pending), workers) if stack else [[s] for s in pending]
         _run_pending(groups, out_dir, executor or make_executor("auto", workers=workers))
     summaries = [folders[s.run_id].read_summary() for s in specs]
     return SweepResult(out_dir, summaries, [s.run_id for s in pending], skipped)

@@ -54,9 +54,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stacked_s, stacked = _sweep(recipe, specs, Path(tmp) / "stacked", stack=True)
         alone_s, alone = _sweep(recipe, specs, Path(tmp) / "alone", stack=False)
-    same = all(round(stacked[k]["final"]["test_acc"], 4) == round(alone[k]["final"]["test_acc"], 4) for k in alone)
+    gaps = [abs(stacked[k]["final"]["test_acc"] - alone[k]["final"]["test_acc"]) for k in alone]
     print(f"stacked: {stacked_s:.1f} s; one at a time: {alone_s:.1f} s; stacked / alone = {stacked_s / alone_s:.3f}")
-    print(f"same final test accuracy (4 decimals) in every run: {same}")
+    print(f"final test accuracy, stacked vs alone: {sum(g < 5e-5 for g in gaps)} of {len(gaps)} runs equal to 4 "
+          f"decimals; largest gap {max(gaps):.4f} (float rounding differs between bmm and mm)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ Third line: the same engine as a sweep runs it with `--workers N` (`grouping.spr
 together; aggregate samples/s. On a 2-core CPU one thread runs these matmuls at ~71% of
 the one-thread peak, two threads at ~55% of the two-thread peak.
 
-Run: python bench/throughput.py [--samples 12800] [--rounds 3] [--workers 2]
+Run: python bench/throughput.py [--samples 12800] [--rounds 3] [--workers 2] [--threads N]
 """
 
 from __future__ import annotations
@@ -93,7 +93,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=12800, help="samples per timed epoch")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="processes of the sweep line (0: skip it)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(args.samples, 1, 28, 28), dtype=np.uint8)
     y = rng.integers(0, 10, size=args.samples)

@@ -30,9 +30,9 @@ def _strip(history):
 @pytest.mark.parametrize("opt,lrs", [("sgd", [0.05, 0.02, 0.05]), ("adam", [1e-3, 3e-3, 1e-3]),
                                      ("adamw", [1e-3, 2e-3, 1e-3]), ("rmsprop", [1e-3, 5e-4, 1e-3])])
 def test_stacked_equals_sequential(opt, lrs):
-    data = blob_data(n_train=480, n_test=200)  # 15 steps/epoch x 3 epochs
+    data = blob_data(n_train=480, n_test=200)  # 15 steps/epoch x 16 epochs = 240 steps
     seeds, wds, l1s = [0, 1, 2], [0.0, 1e-3, 5e-4], [0.0, 0.0, 1e-4]
-    cfgs = [_cfg(opt, lr, wd, l1) for lr, wd, l1 in zip(lrs, wds, l1s)]
+    cfgs = [_cfg(opt, lr, wd, l1, epochs=16) for lr, wd, l1 in zip(lrs, wds, l1s)]
     alone = [_model(s) for s in seeds]
     results_alone = [train(m, data, c, seed=s) for m, c, s in zip(alone, cfgs, seeds)]
     stacked = [_model(s) for s in seeds]

@@ -1,6 +1,5 @@
 import math
 
-import torch
 
 from helpers import blob_data
 from wiringlab.engine import Callback, train

@@ -77,7 +77,7 @@ def _reference_cka(x, y) -> float:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n = len(x)
     h = np.eye(n) - np.ones((n, n)) / n
-    hsic = lambda k, l: np.trace(k @ h @ l @ h)  # noqa: E731
+    hsic = lambda k, m: np.trace(k @ h @ m @ h)  # noqa: E731
     kx, ky = x @ x.T, y @ y.T
     return hsic(kx, ky) / math.sqrt(hsic(kx, kx) * hsic(ky, ky))
 

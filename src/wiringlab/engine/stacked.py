@@ -67,7 +67,7 @@ def _penalty(stack, l1, penalties):
     for m, member_penalties in enumerate(penalties):
         if member_penalties:
             views = {n: p[m] for n, p in stack.params.items()}
-            total = total + functional_call(_PenaltyCaller(stack.members[m], member_penalties), 
+            total = total + functional_call(_PenaltyCaller(stack.members[m], member_penalties),
                                             {f"model.{n}": v for n, v in views.items()}, ())
     return total
 

@@ -59,11 +59,12 @@ def test_stacked_bf16_members_equal_bf16_alone():
         assert a.final["test_loss"] == pytest.approx(b.final["test_loss"], rel=2e-2)
 
 
-def test_compile_equals_eager():
-    """inductor on a 32-unit MLP: ~15 s on 2 CPU cores (the first epoch compiles)."""
+@pytest.mark.parametrize("layer", [None, {"type": "sparse", "density": 0.05}])  # the second: CSR layout
+def test_compile_equals_eager(layer):
+    """inductor on a 32-unit MLP: ~5-15 s on 2 CPU cores (the first epoch compiles)."""
     data = blob_data(n_train=256, n_test=128)
-    eager = train(_model(), data, _cfg(epochs=2), seed=0)
-    fast = train(_model(), data, _cfg(epochs=2, compile="default"), seed=0)
+    eager = train(_model(layer=layer), data, _cfg(epochs=2), seed=0)
+    fast = train(_model(layer=layer), data, _cfg(epochs=2, compile="default"), seed=0)
     for x, y in zip(eager.history, fast.history):
         assert x["test_loss"] == pytest.approx(y["test_loss"], rel=1e-4)
 

@@ -67,7 +67,7 @@ def evolve_layer_(layer: SparseLinear, optimizer: torch.optim.Optimizer | None, 
     scale = config.regrow_scale if config.regrow_scale is not None else glorot_bound(layer)
     grown = regrown_values(len(regrown), config.regrow_init, scale, generator, dtype=values.dtype,
                            device=values.device)
-    layer.apply_evolution_(pruned, regrown, grown, new_mask.to(layer.mask.dtype), optimizer)
+    layer.apply_evolution_(pruned, regrown, grown, new_mask, optimizer)  # bool: copy_ converts, no float temporary
     return len(pruned)
 
 

@@ -21,6 +21,9 @@ Pitfalls:
     * The pattern (int32 row pointers and columns of W and Wᵀ) is kept in non-persistent
       buffers, rebuilt from `mask` whenever the mask changes (evolution, loading).
     * Not stackable (`cannot_stack`): a custom autograd function cannot be vmapped.
+    * Construction and `reset_parameters` draw a dense (out, in) weight first (so the
+      numbers equal `SparseLinear`'s) and keep its active values: building a huge layer
+      briefly needs two dense matrices of memory; training and evolution need none.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ forward transposes x once, keeps that copy for the weight gradient, and returns
 y as a transposed view of a (out, B) result: elementwise ops keep that layout, so the
 next CSR layer's transpose is free. Indices are int32, which MKL takes without a copy.
 
-The pattern is fixed between topology changes; `CSRPattern.from_mask` rebuilds it after
-SET evolution. Values are a 1-D tensor (nnz,) in row-major order of the mask — the
+The pattern is fixed between topology changes; SET evolution rebuilds it from the new
+active positions (`CSRPattern.from_positions`). Values are a 1-D tensor (nnz,) in row-major order of the mask — the
 order of `mask.nonzero()` — so optimizer state over values stays aligned with it.
 """
 

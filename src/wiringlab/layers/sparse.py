@@ -7,8 +7,8 @@ and a gradient hook on `weight` also zeroes any penalty's gradient there. With z
 weight, zero gradient and zero optimizer state, SGD (momentum, Nesterov, weight decay),
 Adam, AdamW and RMSprop leave a masked entry at zero forever — tests/test_sparse_layer.py
 proves it for each; evolution (`wiringlab.sparse`) zeroes weight and state wherever it
-prunes or regrows. The mask logic lives in pure functions so that a compressed (CSR)
-fast path can reuse it.
+prunes or regrows. The mask logic lives in pure functions, shared with the compressed
+layout of the same layer (`CSRSparseLinear`, chosen by the factory at ≥ 90% sparsity).
 
 Density: ``ε·(n_in + n_out)/(n_in·n_out)`` (Erdős–Rényi, ε = 20 by default) or a given
 fraction; the number of active weights is exactly ``round(density·n_in·n_out)``.

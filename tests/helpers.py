@@ -17,3 +17,13 @@ def blob_data(n_train=512, n_test=256, dim=20, classes=4, seed=0, noise=0.6) -> 
     x_train, y_train = draw(n_train)
     x_test, y_test = draw(n_test)
     return DeviceData(x_train, y_train, x_test, y_test, (dim,), classes)
+
+
+def assert_same_as_linear(plain, layer, x) -> None:
+    """`layer` computes exactly what `plain` (an nn.Linear) does: outputs and the
+    gradients of weight and bias are bitwise equal."""
+    y_plain, y_layer = plain(x), layer(x)
+    assert torch.equal(y_plain, y_layer)
+    y_plain.square().sum().backward()
+    y_layer.square().sum().backward()
+    assert torch.equal(plain.weight.grad, layer.weight.grad) and torch.equal(plain.bias.grad, layer.bias.grad)

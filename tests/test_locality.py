@@ -9,6 +9,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from helpers import assert_same_as_linear
 from wiringlab.experiment.config import LeNetConfig, MLPConfig, PriorBlockConfig, RunConfig
 from wiringlab.experiment.execute import build_penalties, build_run_model
 from wiringlab.init import init_parameters_
@@ -87,12 +88,7 @@ def test_all_ones_prior_is_exactly_nn_linear():
     local = init_parameters_(LocalityLinear(30, 20, p=1.0), make_generator(5, "init"))
     assert torch.equal(plain.weight, local.weight) and torch.equal(plain.bias, local.bias)
     local.set_kernel_(torch.ones(20, 30))
-    x = torch.randn(7, 30)
-    y_plain, y_local = plain(x), local(x)
-    assert torch.equal(y_plain, y_local)
-    y_plain.square().sum().backward()
-    y_local.square().sum().backward()
-    assert torch.equal(plain.weight.grad, local.weight.grad) and torch.equal(plain.bias.grad, local.bias.grad)
+    assert_same_as_linear(plain, local, torch.randn(7, 30))
 
 
 def test_locality_linear_computes_with_prior_times_weight_and_survives_contracts():

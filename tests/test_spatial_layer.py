@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import assert_same_as_linear
 from wiringlab.init import init_parameters_
 from wiringlab.kernels import KernelSpec, make_kernel
 from wiringlab.layers import SpatialLinear, effective_weight
@@ -21,12 +22,7 @@ def test_kernel_none_is_exactly_nn_linear():
     plain = init_parameters_(nn.Linear(30, 20), make_generator(5, "init"))
     spatial = init_parameters_(SpatialLinear(30, 20, kernel="none"), make_generator(5, "init"))
     assert torch.equal(plain.weight, spatial.weight) and torch.equal(plain.bias, spatial.bias)
-    x = torch.randn(7, 30)
-    y_plain, y_spatial = plain(x), spatial(x)
-    assert torch.equal(y_plain, y_spatial)
-    y_plain.square().sum().backward()
-    y_spatial.square().sum().backward()
-    assert torch.equal(plain.weight.grad, spatial.weight.grad) and torch.equal(plain.bias.grad, spatial.bias.grad)
+    assert_same_as_linear(plain, spatial, torch.randn(7, 30))
 
 
 @pytest.mark.parametrize("mode,scale", MODES)

@@ -41,7 +41,7 @@ from ..seeding import make_generator
 from .callbacks import CallbackList, TrainState
 from .optim import build_lr_scheduler, build_optimizer, weight_parameters
 from .tensors import DeviceData, iterate_batches
-from .trainer import TrainResult, evaluate
+from .trainer import TrainResult, evaluate, optimizer_step
 
 __all__ = ["TaskData", "CyclingBatches", "lead_task", "train_multitask"]
 
@@ -125,13 +125,7 @@ def _run_epoch(model, tasks, streams, optimizer, penalties, callbacks, state, le
         for task in tasks:
             idx = lead_idx if task is lead else next(streams[task.name])
             total = total + task.loss_weight * _task_step_loss(model, task, idx, sums[task.name])
-        for penalty in penalties:
-            total = total + penalty()
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        state.step += 1
-        callbacks.on_step_end(state)
+        optimizer_step(total, penalties, optimizer, callbacks, state)
     return {name: (s["loss"].item() / max(s["count"], 1), s["correct"].item() / max(s["count"], 1))
             for name, s in sums.items()}
 

@@ -30,7 +30,7 @@ from .optim import build_lr_scheduler, build_optimizer, weight_parameters
 from .precision import autocast, compiled
 from .tensors import DeviceData, iterate_batches
 
-__all__ = ["TrainResult", "train", "evaluate"]
+__all__ = ["TrainResult", "train", "evaluate", "optimizer_step"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,19 @@ def _assign_dropout_generators(model: nn.Module, seed: int, device: torch.device
         module.generator = make_generator(seed, f"dropout{index}", device)
 
 
+def optimizer_step(loss: torch.Tensor, penalties, optimizer, callbacks, state) -> None:
+    """One update: `loss` plus every penalty, backward, optimizer step, then the step
+    counter and the callbacks' `on_step_end`. Shared by the single-task and multi-task loops."""
+    total = loss
+    for penalty in penalties:
+        total = total + penalty()
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    state.step += 1
+    callbacks.on_step_end(state)
+
+
 def _run_epoch(model, forward, data, cfg, optimizer, penalties, callbacks, state, generator):
     model.train()
     loss_sum = torch.zeros((), device=data.device)
@@ -93,14 +106,7 @@ def _run_epoch(model, forward, data, cfg, optimizer, penalties, callbacks, state
         with autocast(cfg.precision, data.device):
             logits = forward(x)
         loss = F.cross_entropy(logits.float(), y)
-        total = loss
-        for penalty in penalties:
-            total = total + penalty()
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        state.step += 1
-        callbacks.on_step_end(state)
+        optimizer_step(loss, penalties, optimizer, callbacks, state)
         loss_sum += loss.detach() * len(idx)
         correct += (logits.detach().argmax(1) == y).sum()
     n = len(data.x_train)

@@ -26,7 +26,6 @@ run diverged), and the unweighted means over tasks ``train_acc``, ``test_loss``,
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -41,11 +40,9 @@ from ..seeding import make_generator
 from .callbacks import CallbackList, TrainState
 from .optim import build_lr_scheduler, build_optimizer, weight_parameters
 from .tensors import DeviceData, iterate_batches
-from .trainer import TrainResult, evaluate, optimizer_step
+from .trainer import TrainResult, evaluate, optimizer_step, record_epoch
 
 __all__ = ["TaskData", "CyclingBatches", "lead_task", "train_multitask"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -196,13 +193,7 @@ def train_multitask(model: nn.Module, tasks: list[TaskData], cfg, *, seed: int, 
             record.update(cbs.on_epoch_end(state))
         else:
             result.status = "diverged"
-        record["time_s"] = time.perf_counter() - start
-        result.history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        bar.set_postfix(test_acc=f"{record['test_acc']:.4f}")
-        if result.status == "diverged":
-            log.warning("%s diverged at epoch %d (train loss %s)", description, epoch + 1, record["train_loss"])
+        if record_epoch(record, result, start, on_epoch, bar, description):
             break
     cbs.on_train_end(state)
     result.wall_time_s = time.perf_counter() - start

@@ -30,7 +30,7 @@ from .optim import build_lr_scheduler, build_optimizer, weight_parameters
 from .precision import autocast, compiled
 from .tensors import DeviceData, iterate_batches
 
-__all__ = ["TrainResult", "train", "evaluate", "optimizer_step"]
+__all__ = ["TrainResult", "train", "evaluate", "optimizer_step", "record_epoch"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,20 @@ def optimizer_step(loss: torch.Tensor, penalties, optimizer, callbacks, state) -
     optimizer.step()
     state.step += 1
     callbacks.on_step_end(state)
+
+
+def record_epoch(record: dict, result: TrainResult, start: float, on_epoch, bar, description: str) -> bool:
+    """Time-stamp an epoch's `record`, keep it in `result`, stream it (`on_epoch`) and show
+    it on the bar. Returns True when the run has diverged and training must stop."""
+    record["time_s"] = time.perf_counter() - start
+    result.history.append(record)
+    if on_epoch is not None:
+        on_epoch(record)
+    bar.set_postfix(test_acc=f"{record['test_acc']:.4f}")
+    if result.status != "diverged":
+        return False
+    log.warning("%s diverged at epoch %d (train loss %s)", description, record["epoch"], record["train_loss"])
+    return True
 
 
 def _run_epoch(model, forward, data, cfg, optimizer, penalties, callbacks, state, generator):
@@ -168,13 +182,7 @@ def train(
             record["test_loss"], record["test_acc"] = evaluate(model, data.x_test, data.y_test, cfg.eval_batch_size,
                                                                forward=forward, precision=cfg.precision)
             record.update(cbs.on_epoch_end(state))
-        record["time_s"] = time.perf_counter() - start
-        result.history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        bar.set_postfix(test_acc=f"{record['test_acc']:.4f}")
-        if result.status == "diverged":
-            log.warning("%s diverged at epoch %d (train loss %s)", description, epoch + 1, train_loss)
+        if record_epoch(record, result, start, on_epoch, bar, description):
             break
     cbs.on_train_end(state)
     result.wall_time_s = time.perf_counter() - start

@@ -124,8 +124,29 @@ def _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens)
     return (loss_sum / n).tolist(), (correct.double() / n).tolist()
 
 
-def _record(epoch, lr, train_loss, train_acc):
-    return {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
+def _record_member_epoch(result, cb, state, epoch, metrics, start, on_epoch) -> None:
+    """Append one member's epoch record; a non-finite train loss marks it diverged (its
+    test metrics are NaN and its callbacks are not asked for metrics any more)."""
+    lr, train_loss, train_acc, test_loss, test_acc = metrics
+    state.epoch = epoch
+    record = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
+    if math.isfinite(train_loss):
+        record.update(test_loss=test_loss, test_acc=test_acc)
+        record.update(cb.on_epoch_end(state))
+    else:
+        record.update(test_loss=float("nan"), test_acc=float("nan"))
+        result.status = "diverged"
+    record["time_s"] = time.perf_counter() - start
+    result.history.append(record)
+    if on_epoch is not None:
+        on_epoch(record)
+
+
+def _member_states(stack, opt, data, cfg, seeds, run_dirs) -> list[TrainState]:
+    """One `TrainState` per member: its module (aliasing the stack) and its optimizer view."""
+    steps = math.ceil(len(data.x_train) / cfg.batch_size)
+    return [TrainState(member, opt.member_view(m, stack.member_parameters(m)), cfg.epochs, steps,
+                       seeds[m], data.device, run_dirs[m]) for m, member in enumerate(stack.members)]
 
 
 def train_stacked(
@@ -166,9 +187,7 @@ def train_stacked(
     callbacks = callbacks or [[] for _ in range(M)]
     penalties = penalties or [[] for _ in range(M)]
     gens = [make_generator(s, "data", data.device) for s in seeds]
-    steps = math.ceil(len(data.x_train) / cfg.batch_size)
-    states = [TrainState(models[m], opt.member_view(m, stack.member_parameters(m)), cfg.epochs, steps,
-                         seeds[m], data.device, (run_dirs or [None] * M)[m]) for m in range(M)]
+    states = _member_states(stack, opt, data, cfg, seeds, run_dirs or [None] * M)
     cbs = [CallbackList(c) for c in callbacks]
     for cb, st in zip(cbs, states):
         cb.on_train_start(st)
@@ -176,24 +195,14 @@ def train_stacked(
     l1 = [c.l1 for c in cfgs]
     for epoch in range(cfg.epochs):
         lrs = opt.lr.tolist()
-        train_loss, train_acc = _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens)
+        train_metrics = _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens)
         opt.set_lr_factors([lr_factor(cfg.lr_schedule, epoch + 1, cfg.epochs)] * M)
-        test_loss, test_acc = _evaluate(stack, forward, data.x_test, data.y_test, cfg.eval_batch_size, cfg.precision)
+        test_metrics = _evaluate(stack, forward, data.x_test, data.y_test, cfg.eval_batch_size, cfg.precision)
         for m in range(M):
-            if results[m].status == "diverged":
-                continue
-            states[m].epoch = epoch + 1
-            record = _record(epoch + 1, lrs[m], train_loss[m], train_acc[m])
-            if math.isfinite(train_loss[m]):
-                record.update(test_loss=test_loss[m], test_acc=test_acc[m])
-                record.update(cbs[m].on_epoch_end(states[m]))
-            else:
-                record.update(test_loss=float("nan"), test_acc=float("nan"))
-                results[m].status = "diverged"
-            record["time_s"] = time.perf_counter() - start
-            results[m].history.append(record)
-            if on_epoch is not None:
-                on_epoch[m](record)
+            if results[m].status != "diverged":
+                metrics = (lrs[m], *(values[m] for values in (*train_metrics, *test_metrics)))
+                _record_member_epoch(results[m], cbs[m], states[m], epoch + 1, metrics, start,
+                                     on_epoch[m] if on_epoch is not None else None)
         if all(r.status == "diverged" for r in results):
             break
     stack.resync()

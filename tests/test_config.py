@@ -56,6 +56,34 @@ def test_bad_recipes_name_file_key_and_allowed(tmp_path, text, expected):
         assert fragment in message, message
 
 
+def test_error_keys_are_the_ones_the_user_wrote(tmp_path):
+    """pydantic puts union tags ("mlp", "spatial") into error locations; the message shows
+    the key as written in the recipe, with the allowed keys of the model it belongs to."""
+    path = _write(tmp_path, "name: t\nbase: {model: {kind: mlp, layer: {type: spatial, kernal: linear}}}\n")
+    with pytest.raises(ConfigError) as info:
+        expand(load_recipe(path), str(path))
+    message = str(info.value)
+    assert ": model.layer.kernal: " in message, message
+    assert "model.mlp" not in message and "spatial.kernal" not in message
+    assert "kernel, floor" in message
+
+
+def test_a_problem_is_listed_once_and_names_only_the_configs_it_occurs_in(tmp_path):
+    path = _write(tmp_path, """
+name: t
+base: {data: {name: synthetic}, train: {epochs: 0}}
+grid: {train.batch_size: [32, -1, -2]}
+seeds: [0, 1]
+""")
+    with pytest.raises(ConfigError) as info:
+        expand(load_recipe(path), str(path))
+    lines = str(info.value).splitlines()
+    epochs = [line for line in lines if "train.epochs" in line]
+    assert len(epochs) == 1 and "[" not in epochs[0].split(": train.epochs")[0], lines  # every config: no label
+    batch = [line for line in lines if "train.batch_size" in line]
+    assert len(batch) == 2 and "[batch_size=-1]" in batch[0] and "[batch_size=-2]" in batch[1], lines
+
+
 def test_zip_lengths_must_match():
     recipe = Recipe(name="t", zip={"train.epochs": [1, 2], "seed": [1]})
     with pytest.raises(ConfigError, match="same length"):

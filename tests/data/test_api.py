@@ -68,6 +68,15 @@ def test_describe_lists_places_in_order_with_status(tmp_path, monkeypatch, fake_
     assert "apt-get install dataset-fake" in text and "download: off" in text
 
 
+def test_describe_fix_hint_follows_the_download_setting(monkeypatch, isolated_data_env):
+    offline = describe_dataset("cifar10")
+    assert "allow downloads (unset WIRINGLAB_OFFLINE)" in offline and "datasets fetch" not in offline
+    monkeypatch.delenv("WIRINGLAB_OFFLINE")  # describing never downloads
+    online = describe_dataset("cifar10")
+    assert "download: allowed" in online and "unset WIRINGLAB_OFFLINE" not in online
+    assert "run `wiringlab datasets fetch cifar10`" in online
+
+
 def test_describe_real_entries():
     imdb = describe_dataset("imdb")
     assert "aclImdb_v1.tar.gz" in imdb and "accepted only as the archive" in imdb and "Maas" in imdb

@@ -235,6 +235,9 @@ def describe_dataset(name: str, path: PathLike | None = None) -> str:
         lines.append(f"Generated in code; never downloaded. Cache folder: {sources.user_cache_dir() / spec.name}")
     else:
         lines += _describe_files(spec) + _describe_places(spec, path)
-        lines.append(f"If missing: {_fix_hint(spec, 'unset ' + sources.OFFLINE_ENV)}")
+        if sources.is_offline(None):
+            lines.append(f"If missing: {_fix_hint(spec, 'unset ' + sources.OFFLINE_ENV)}")
+        else:
+            lines.append(f"If missing: {_fix_hint(spec, None)}, or run `wiringlab datasets fetch {spec.name}`")
     lines.append(f"Citation: {spec.citation}")
     return "\n".join(lines)

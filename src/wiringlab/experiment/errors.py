@@ -6,7 +6,7 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["ConfigError", "MissingExtraError", "format_validation_error"]
+__all__ = ["ConfigError", "MissingExtraError", "format_validation_error", "validation_problems"]
 
 
 class ConfigError(ValueError):
@@ -32,20 +32,25 @@ def _unwrap(annotation):
     return []
 
 
-def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """The model class that owns the last key of `loc` (following discriminator tags)."""
-    model = root
+def _walk(root: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, tuple]:
+    """The model class that owns the last key of `loc` (following discriminator tags), and
+    `loc` as the user wrote it: without the union tags pydantic inserts (e.g. "mlp")."""
+    model, written = root, []
     for part in loc[:-1]:
         if isinstance(part, int):
+            written.append(part)
             continue
         candidates = [c for c in _candidates(model, part)] if model else []
         if not candidates:
-            # `part` may be a union tag such as "mlp": pick the member it names.
             tagged = [m for m in _union_members(model) if _tag(m) == part]
-            model = tagged[0] if tagged else model
+            if tagged:  # `part` is a union tag such as "mlp": pick the member it names
+                model = tagged[0]
+                continue
+            written.append(part)
             continue
+        written.append(part)
         model = candidates[0] if len(candidates) == 1 else _TaggedUnion(candidates)
-    return model
+    return model, (*written, *loc[-1:])
 
 
 class _TaggedUnion:
@@ -78,16 +83,22 @@ def _allowed_keys(model) -> str:
     return ", ".join(model.model_fields) if model is not None else "?"
 
 
-def format_validation_error(err: ValidationError, root: type[BaseModel], source: str, prefix: str = "") -> str:
-    """One line per problem: `source: key: message (given: …; allowed: …)`."""
+def validation_problems(err: ValidationError, root: type[BaseModel], prefix: str = "") -> list[str]:
+    """One line per problem: `key: message (given: …)` or `(allowed keys here: …)`."""
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
+        model, loc = _walk(root, tuple(e["loc"]))
+        key = ".".join(str(p) for p in loc)
         key = f"{prefix}{key}" if key else prefix.rstrip(".") or "(top level)"
-        line = f"{source}: {key}: {e['msg']}"
+        line = f"{key}: {e['msg']}"
         if e["type"] == "extra_forbidden":
-            line += f" (allowed keys here: {_allowed_keys(_model_at(root, tuple(e['loc'])))})"
+            line += f" (allowed keys here: {_allowed_keys(model)})"
         elif "input" in e and not isinstance(e["input"], dict):
             line += f" (given: {e['input']!r})"
         lines.append(line)
-    return "\n".join(lines)
+    return lines
+
+
+def format_validation_error(err: ValidationError, root: type[BaseModel], source: str, prefix: str = "") -> str:
+    """One line per problem: `source: key: message (given: …; allowed: …)`."""
+    return "\n".join(f"{source}: {line}" for line in validation_problems(err, root, prefix))

@@ -30,7 +30,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from .config import ADDED_DEFAULTS, PRESENTATION_ONLY, AnalysisConfig, RunConfig, StrictModel
-from .errors import ConfigError, format_validation_error
+from .errors import ConfigError, format_validation_error, validation_problems
 
 __all__ = ["Recipe", "RunSpec", "load_recipe", "expand", "run_id", "parse_override", "set_dotted"]
 
@@ -146,24 +146,34 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
         recipe.grid.pop(key, None)
         recipe.zip.pop(key, None)
         set_dotted(base, key, value)
-    specs, problems = [], []
+    specs, problems, labels = [], {}, []
     for axes in _points(recipe, source):
         tree = copy.deepcopy(base)
         for key, value in axes.items():
             set_dotted(tree, key, value)
         label = _label(axes)
+        labels.append(label)
         for seed in seeds if seeds is not None else recipe.seeds:
             tree["seed"] = seed
             try:
                 config = RunConfig.model_validate(tree)
             except ValidationError as err:
-                where = f" [{label}]" if axes else ""
-                problems.append(format_validation_error(err, RunConfig, source + where))
+                for line in validation_problems(err, RunConfig):
+                    problems.setdefault(line, []).append(label)
                 break
             specs.append(RunSpec(run_id(config, label), label, seed, config, axes))
     if problems:
-        raise ConfigError("\n".join(dict.fromkeys(problems)))
+        raise ConfigError(_problem_report(source, problems, labels))
     return specs
+
+
+def _problem_report(source: str, problems: dict[str, list[str]], labels: list[str]) -> str:
+    """Each problem once; the configs it occurs in are named unless it is all of them."""
+    lines = []
+    for line, where in problems.items():
+        configs = "" if len(where) == len(labels) else " [" + "; ".join(where) + "]"
+        lines.append(f"{source}{configs}: {line}")
+    return "\n".join(lines)
 
 
 def load_recipe(path: str | Path) -> Recipe:

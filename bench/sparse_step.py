@@ -9,12 +9,16 @@ process. An epoch is 50,000 / 128 = 391 steps (CIFAR-10's training set).
 Targets (issue 8, CPU): CSR at least 1.5x / 3x / 5x faster than dense at 90 / 95 / 99%;
 prune-and-regrow under 2% of an epoch.
 
+Variants: dense, masked dense, CSR with torch's kernels (`csr_kernel: torch`) and, when the
+numba extra is installed, CSR with wiringlab's numba kernels (`csr_kernel: numba`).
+
 Run: python bench/sparse_step.py [--steps 20] [--rounds 3] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 
@@ -38,8 +42,9 @@ def _model(kind: str, sparsity: float, seed: int) -> nn.Sequential:
         if kind == "dense" or i == len(SIZES) - 2:
             layers.append(nn.Linear(n_in, n_out))
         else:
-            cls = CSRSparseLinear if kind == "csr" else SparseLinear
-            layer = cls(n_in, n_out, density=1.0 - sparsity)
+            options = {"csr_kernel": kind.removeprefix("csr-")} if kind.startswith("csr") else {}
+            cls = CSRSparseLinear if kind.startswith("csr") else SparseLinear
+            layer = cls(n_in, n_out, density=1.0 - sparsity, **options)
             layer.reset_parameters(torch.Generator().manual_seed(seed + i))
             layers.append(layer)
         if i < len(SIZES) - 2:
@@ -86,19 +91,23 @@ def main() -> None:
     x, y = torch.randn(BATCH, SIZES[0], generator=g), torch.randint(0, 10, (BATCH,), generator=g)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, MLP {'-'.join(map(str, SIZES))}, "
           f"batch {BATCH}, SGD momentum (fused); epoch = {STEPS_PER_EPOCH} steps")
-    print("sparsity | dense ms | masked ms | csr ms | csr vs dense | csr vs masked | SET step / epoch: masked | csr")
+    kinds = ["dense", "masked", "csr-torch"] + (["csr-numba"] if importlib.util.find_spec("numba") else [])
+    print("csr-torch: torch's sparse kernels (MKL); csr-numba: wiringlab's numba kernels"
+          + ("" if "csr-numba" in kinds else " (not installed: pip install 'wiringlab[numba]')"))
+    print("sparsity | variant   |  step ms | vs dense | vs masked | SET step / epoch")
     for sparsity in (0.9, 0.95, 0.99):
-        models = {kind: _model(kind, sparsity, seed=1) for kind in ("dense", "masked", "csr")}
+        models = {kind: _model(kind, sparsity, seed=1) for kind in kinds}
         trainers = {kind: _trainer(model, x, y) for kind, model in models.items()}
         times = {kind: [] for kind in models}
         for _ in range(args.rounds):
             for kind, (step, _) in trainers.items():
                 times[kind].append(_median_ms(step, args.steps))
-        d, m, c = (statistics.median(times[k]) for k in ("dense", "masked", "csr"))
-        share = {k: _evolution_ms(models[k], trainers[k][1], 3) / (STEPS_PER_EPOCH * t)
-                 for k, t in (("masked", m), ("csr", c))}
-        print(f"{sparsity:8.2f} | {d:8.2f} | {m:9.2f} | {c:6.2f} | {d / c:11.2f}x | {m / c:12.2f}x | "
-              f"{share['masked']:23.2%} | {share['csr']:.2%}")
+        ms = {kind: statistics.median(t) for kind, t in times.items()}
+        for kind in kinds:
+            share = "" if kind == "dense" else \
+                f"{_evolution_ms(models[kind], trainers[kind][1], 3) / (STEPS_PER_EPOCH * ms[kind]):.2%}"
+            print(f"{sparsity:8.2f} | {kind:9s} | {ms[kind]:8.2f} | {ms['dense'] / ms[kind]:7.2f}x | "
+                  f"{ms['masked'] / ms[kind]:8.2f}x | {share}")
 
 
 if __name__ == "__main__":

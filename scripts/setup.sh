@@ -18,5 +18,6 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 && ! command -v ch
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
     || echo "note: could not apt-get install chromium; the browser test of report.html will be skipped" >&2
 fi
-# Extras: ray (the Ray executor and its tests against real clusters), tensorboard (--tensorboard).
-"$PY" -m pip install -q -e ".[test,ray,tensorboard]"
+# Extras: ray (the Ray executor and its tests against real clusters), tensorboard (--tensorboard),
+# numba (csr_kernel: numba, CPU kernels for CSR layers).
+"$PY" -m pip install -q -e ".[test,ray,tensorboard,numba]"

@@ -2,6 +2,7 @@
 exactly as the masked dense SparseLinear, and keeps the layer contracts."""
 
 import copy
+import importlib.util
 import pickle
 
 import pytest
@@ -26,10 +27,15 @@ OPTIMIZERS = {
 }
 
 
-def _pair(density=0.08, seed=0, in_f=40, out_f=30, dtype=torch.float64):
+# The numba kernels are an extra; CI installs it (scripts/setup.sh), so these run there.
+KERNELS = ["torch", pytest.param("numba", marks=pytest.mark.skipif(
+    importlib.util.find_spec("numba") is None, reason="numba extra not installed"))]
+
+
+def _pair(density=0.08, seed=0, in_f=40, out_f=30, dtype=torch.float64, kernel="torch"):
     layers = []
-    for cls in (SparseLinear, CSRSparseLinear):
-        layer = cls(in_f, out_f, density=density, dtype=dtype)
+    for cls, options in ((SparseLinear, {}), (CSRSparseLinear, {"csr_kernel": kernel})):
+        layer = cls(in_f, out_f, density=density, dtype=dtype, **options)
         layer.reset_parameters(generator=torch.Generator().manual_seed(seed))
         layers.append(layer)
     return layers
@@ -43,10 +49,11 @@ def test_same_generator_draws_the_same_layer(density):
     assert csr.weight.shape == (dense.num_active,) == (round(density * 1200),)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("name", OPTIMIZERS)
-def test_training_equals_masked_dense(name):
+def test_training_equals_masked_dense(name, kernel):
     """Steps of loss + L1 on the raw weight (which SparseLinear masks by a hook) agree."""
-    layers = _pair(density=0.1)
+    layers = _pair(density=0.1, kernel=kernel)
     optimizers = [OPTIMIZERS[name](layer.parameters()) for layer in layers]
     g = torch.Generator().manual_seed(5)
     for _ in range(6):
@@ -73,10 +80,11 @@ def test_gradcheck_through_the_layer():
     assert torch.autograd.gradcheck(run, (x, values, bias))
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("regrow_init", ["zero", "uniform"])
 @pytest.mark.parametrize("name", ["sgd-nesterov-fused", "adam"])
-def test_evolution_matches_masked_dense_and_moves_optimizer_state(name, regrow_init):
-    layers = _pair(density=0.1)
+def test_evolution_matches_masked_dense_and_moves_optimizer_state(name, regrow_init, kernel):
+    layers = _pair(density=0.1, kernel=kernel)
     optimizers = [OPTIMIZERS[name](layer.parameters()) for layer in layers]
     g = torch.Generator().manual_seed(3)
     x = torch.randn(16, 40, generator=g, dtype=torch.float64)
@@ -123,14 +131,28 @@ def test_state_dict_is_dense_and_loads_into_either_layout(tmp_path):
         _pair(density=0.1)[1].load_state_dict(state)  # other density: other nnz
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("copier", [copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m)),
                                     lambda m: m.float().double()])
-def test_copies_keep_the_pattern(copier):
-    _, csr = _pair(density=0.05)
+def test_copies_keep_the_pattern(copier, kernel):
+    _, csr = _pair(density=0.05, kernel=kernel)
     other = copier(csr)
     x = torch.randn(4, 40, dtype=torch.float64)
     torch.testing.assert_close(other(x), csr(x))
     assert other.crow.dtype == torch.int32
+    assert other.csr_kernel == kernel and other._kernels.name == kernel and f"csr_kernel='{kernel}'" in repr(other)
+
+
+def test_factory_passes_the_kernel_and_run_ids_ignore_its_default():
+    from wiringlab.experiment.config import RunConfig
+    from wiringlab.experiment.recipe import run_id
+
+    layer = {"type": "sparse", "density": 0.05}
+    model = build_model(MLPConfig(hidden=[64], layer={**layer, "csr_kernel": "torch"}), (20,), 4)
+    assert [m.csr_kernel for m in model.modules() if isinstance(m, CSRSparseLinear)] == ["torch"]
+    base = RunConfig(model={"kind": "mlp", "layer": layer})
+    assert run_id(base, "x") == run_id(RunConfig(model={"kind": "mlp", "layer": {**layer, "csr_kernel": "torch"}}), "x")
+    assert run_id(base, "x") != run_id(RunConfig(model={"kind": "mlp", "layer": {**layer, "csr_kernel": "numba"}}), "x")
 
 
 def test_csr_models_are_not_stacked():

@@ -22,11 +22,12 @@ order of `mask.nonzero()` — so optimizer state over values stays aligned with 
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["CSRPattern", "csr_linear", "values_from_dense", "dense_from_values"]
+__all__ = ["CSRPattern", "csr_linear", "csr_kernels", "values_from_dense", "dense_from_values"]
 
 
 @dataclass(frozen=True)
@@ -100,38 +101,110 @@ def dense_from_values(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return dense
 
 
+class TorchCSRKernels:
+    """The three products through torch's sparse kernels (MKL on CPU, cuSPARSE on CUDA)."""
+
+    name = "torch"
+
+    @staticmethod
+    def matmul(pattern: CSRPattern, values: torch.Tensor, dense_t: torch.Tensor) -> torch.Tensor:
+        return torch.sparse.mm(pattern.matrix(values), dense_t)  # (out, B)
+
+    @staticmethod
+    def matmul_transposed(pattern: CSRPattern, values: torch.Tensor, dense_t: torch.Tensor) -> torch.Tensor:
+        return torch.sparse.mm(pattern.transposed(values), dense_t)  # (in, B)
+
+    @staticmethod
+    def sampled(pattern: CSRPattern, values: torch.Tensor, a_t: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
+        # b = b_t.t(): the kernel reads mat2ᵀ contiguous, which b_t already is.
+        # zeros, not empty: beta=0 still propagates NaN from the input's values (torch 2.13)
+        return torch.sparse.sampled_addmm(pattern.matrix(torch.zeros_like(values)), a_t, b_t.t(), beta=0.0).values()
+
+
+class NumbaCSRKernels:
+    """The three products through `csr_kernels_numba` (CPU only; `pip install 'wiringlab[numba]'`).
+
+    Raises:
+        MissingExtraError (an ImportError): numba is not installed.
+    """
+
+    name = "numba"
+
+    def __init__(self) -> None:
+        try:
+            csr_kernels_numba = importlib.import_module(f"{__package__}.csr_kernels_numba")
+        except ImportError as err:
+            from .experiment.errors import MissingExtraError
+
+            raise MissingExtraError("csr_kernel: numba needs numba, which is not installed: "
+                                    "pip install 'wiringlab[numba]' (or use csr_kernel: torch)") from err
+        self._k = csr_kernels_numba
+
+    def _arrays(self, *tensors: torch.Tensor):
+        if any(t.device.type != "cpu" for t in tensors):
+            raise ValueError("csr_kernel: numba runs on CPU tensors only; use csr_kernel: torch on a GPU")
+        self._k.set_threads(torch.get_num_threads())
+        return [t.detach().contiguous().numpy() for t in tensors]
+
+    def matmul(self, pattern, values, dense_t):
+        out = dense_t.new_empty(pattern.shape[0], dense_t.shape[1])
+        self._k.csr_times_dense(*self._arrays(pattern.crow, pattern.col, values, dense_t, out))
+        return out
+
+    def matmul_transposed(self, pattern, values, dense_t):
+        out = dense_t.new_empty(pattern.shape[1], dense_t.shape[1])
+        self._k.csr_times_dense_permuted(*self._arrays(pattern.t_crow, pattern.t_col, values, pattern.t_perm,
+                                                       dense_t, out))
+        return out
+
+    def sampled(self, pattern, values, a_t, b_t):
+        out = torch.empty_like(values)
+        self._k.sampled_dot(*self._arrays(pattern.crow, pattern.col, a_t, b_t, out))
+        return out
+
+
+CSR_KERNELS = {"torch": TorchCSRKernels, "numba": NumbaCSRKernels}
+
+
+def csr_kernels(name: str):
+    """The kernel set called `name` ("torch" or "numba").
+
+    Raises:
+        ValueError: unknown name. MissingExtraError: "numba" without numba installed.
+    """
+    if name not in CSR_KERNELS:
+        raise ValueError(f"unknown csr_kernel {name!r}; choose one of {sorted(CSR_KERNELS)}")
+    return CSR_KERNELS[name]()
+
+
 class _CSRLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, values, bias, pattern: CSRPattern):
+    def forward(ctx, x, values, bias, pattern: CSRPattern, kernels):
         x_t = x.t().contiguous()  # (in, B); free when x is itself a transposed view
-        y_t = torch.sparse.mm(pattern.matrix(values), x_t)  # (out, B)
+        y_t = kernels.matmul(pattern, values, x_t)  # (out, B)
         if bias is not None:
             y_t += bias.unsqueeze(1)
-        ctx.pattern = pattern
+        ctx.pattern, ctx.kernels = pattern, kernels
         ctx.save_for_backward(x_t, values)
         return y_t.t()  # (B, out), column-major
 
     @staticmethod
     def backward(ctx, grad_y):
         x_t, values = ctx.saved_tensors
-        pattern = ctx.pattern
+        pattern, kernels = ctx.pattern, ctx.kernels
         grad_t = grad_y.t().contiguous()  # (out, B)
         grad_x = grad_values = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.sparse.mm(pattern.transposed(values), grad_t).t()  # (B, in)
+            grad_x = kernels.matmul_transposed(pattern, values, grad_t).t()  # (B, in)
         if ctx.needs_input_grad[1]:
-            # mat2 = x_t.t(): the kernel reads mat2ᵀ contiguous, which x_t already is.
-            # zeros, not empty: beta=0 still propagates NaN from the input's values (torch 2.13)
-            sampled = torch.sparse.sampled_addmm(pattern.matrix(torch.zeros_like(values)), grad_t, x_t.t(),
-                                                 beta=0.0)
-            grad_values = sampled.values()  # (nnz,), same order as the pattern
+            grad_values = kernels.sampled(pattern, values, grad_t, x_t)  # (nnz,), the pattern's order
         if ctx.needs_input_grad[2]:
             grad_bias = grad_t.sum(1)
-        return grad_x, grad_values, grad_bias, None
+        return grad_x, grad_values, grad_bias, None, None
 
 
 def csr_linear(x: torch.Tensor, values: torch.Tensor, pattern: CSRPattern,
-               bias: torch.Tensor | None = None) -> torch.Tensor:
+               bias: torch.Tensor | None = None, kernels=None) -> torch.Tensor:
     """`x @ W^T + bias` for W given by (`pattern`, `values`); differentiable in x, values, bias.
 
     Args:
@@ -139,6 +212,8 @@ def csr_linear(x: torch.Tensor, values: torch.Tensor, pattern: CSRPattern,
         values: (nnz,) active weights in the pattern's row-major order.
         pattern: the `CSRPattern` of W.
         bias: (out,) or None.
+        kernels: the products' implementation, `csr_kernels("torch")` (default) or
+            `csr_kernels("numba")`.
 
     Returns:
         (B, out) output, equal to `F.linear(x, dense_from_values(values, mask), bias)`, in
@@ -148,5 +223,5 @@ def csr_linear(x: torch.Tensor, values: torch.Tensor, pattern: CSRPattern,
         x = x.to(values.dtype)
     lead = x.shape[:-1]
     with torch.autocast(device_type=x.device.type, enabled=False):  # autocast would cast the CSR matmul
-        y = _CSRLinear.apply(x.reshape(-1, x.shape[-1]), values, bias, pattern)
+        y = _CSRLinear.apply(x.reshape(-1, x.shape[-1]), values, bias, pattern, kernels or TorchCSRKernels)
     return y.reshape(*lead, pattern.shape[0])

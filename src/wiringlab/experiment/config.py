@@ -350,3 +350,5 @@ PRESENTATION_ONLY = {("train", "progress"), ("train", "tensorboard")}
 # Keys added after results folders existed: left out of the run id while at these
 # defaults (which reproduce the earlier behaviour), so old folders still resume.
 ADDED_DEFAULTS = {("train", "precision"): "fp32", ("train", "compile"): "off"}
+# the same for keys of layer configs, wherever a layer config sits: (layer type, key) -> default
+ADDED_LAYER_DEFAULTS = {("sparse", "csr_kernel"): "torch"}

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from .config import ADDED_DEFAULTS, PRESENTATION_ONLY, AnalysisConfig, RunConfig, StrictModel
+from .config import ADDED_DEFAULTS, ADDED_LAYER_DEFAULTS, PRESENTATION_ONLY, AnalysisConfig, RunConfig, StrictModel
 from .errors import ConfigError, format_validation_error, validation_problems
 
 __all__ = ["Recipe", "RunSpec", "load_recipe", "expand", "run_id", "parse_override", "set_dotted"]
@@ -103,9 +103,23 @@ def run_id(config: RunConfig, label: str) -> str:
     for (section, key), default in ADDED_DEFAULTS.items():  # at their default they change nothing
         if dumped.get(section, {}).get(key) == default:
             dumped[section].pop(key)
+    _drop_layer_defaults(dumped)
     digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:10]
     slug = re.sub(r"[^A-Za-z0-9.]+", "-", label).strip("-")[:48] or "base"
     return f"{slug}-s{config.seed}-{digest}"
+
+
+def _drop_layer_defaults(node: Any) -> None:
+    """Remove `ADDED_LAYER_DEFAULTS` keys at their defaults from every layer config in `node`."""
+    if isinstance(node, list):
+        for item in node:
+            _drop_layer_defaults(item)
+    elif isinstance(node, dict):
+        for (layer_type, key), default in ADDED_LAYER_DEFAULTS.items():
+            if node.get("type") == layer_type and node.get(key) == default:
+                node.pop(key)
+        for value in node.values():
+            _drop_layer_defaults(value)
 
 
 def _short(value: Any) -> str:

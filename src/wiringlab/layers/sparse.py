@@ -152,9 +152,10 @@ def build_sparse_linear(config, site, device, dtype) -> SparseLinear:
     density = er_density(site.in_features, site.out_features, config.epsilon) if config.density is None \
         else config.density
     compressed = config.csr_threshold is not None and 1.0 - density >= config.csr_threshold
+    options = {"csr_kernel": config.csr_kernel} if compressed else {}
     cls = CSRSparseLinear if compressed else SparseLinear
     return cls(site.in_features, site.out_features, density=density, in_shape=site.in_shape,
-               device=device, dtype=dtype)
+               device=device, dtype=dtype, **options)
 
 
 def glorot_bound(layer: nn.Linear) -> float:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..init import reset_linear_like_
-from ..sparse_ops import CSRPattern, csr_linear, dense_from_values
+from ..sparse_ops import CSRPattern, csr_kernels, csr_linear, dense_from_values
 from .sparse import SparseLinear
 
 __all__ = ["CSRSparseLinear"]
@@ -43,14 +43,38 @@ _PATTERN_BUFFERS = ("crow", "col", "t_crow", "t_col", "t_perm")
 
 
 class CSRSparseLinear(SparseLinear):
-    """`SparseLinear` in the CSR layout; same arguments (see `SparseLinear`).
+    """`SparseLinear` in the CSR layout; the arguments of `SparseLinear`, plus:
+
+    Args:
+        csr_kernel: who computes the three sparse products: "torch" (torch's sparse
+            kernels, any device) or "numba" (hand-written CPU kernels, faster here;
+            `pip install 'wiringlab[numba]'`). Same numbers up to float rounding.
 
     Attributes:
         weight: Parameter (nnz,), the active values in the pattern's order.
         mask: buffer (out_features, in_features) of 0/1, as `SparseLinear`.
+
+    Raises:
+        MissingExtraError: csr_kernel="numba" without numba installed.
     """
 
     cannot_stack = "CSR layers compute through a custom autograd function, which vmap cannot batch"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, csr_kernel: str = "torch",
+                 **kwargs) -> None:
+        self.csr_kernel = csr_kernel
+        self._kernels = csr_kernels(csr_kernel)
+        super().__init__(in_features, out_features, bias, **kwargs)
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_kernels"}  # a kernel set may hold a module
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._kernels = csr_kernels(self.csr_kernel)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, csr_kernel={self.csr_kernel!r}"
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Draw mask, weights and bias from `generator` exactly as `SparseLinear` does,
@@ -88,7 +112,7 @@ class CSRSparseLinear(SparseLinear):
         return dense_from_values(self.weight, self.mask.bool())
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return csr_linear(input, self.weight, self.pattern, self.bias)
+        return csr_linear(input, self.weight, self.pattern, self.bias, self._kernels)
 
     def active_positions(self) -> torch.Tensor:
         """Sorted flat int64 indices of the active entries, from the pattern (O(nnz))."""

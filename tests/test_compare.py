@@ -88,5 +88,6 @@ def test_compare_errors_say_what_is_wrong(folders, tmp_path, capsys):
     assert "not a wiringlab results folder" in capsys.readouterr().err
     assert main(["compare", *map(str, folders), "--out", str(tmp_path / "c.txt")]) == 2
     assert ".md or .html" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main(["compare", str(folders[0])])
+    assert exit_info.value.code == 2 and "at least two" in capsys.readouterr().err

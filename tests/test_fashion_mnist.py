@@ -28,4 +28,6 @@ def test_one_epoch_mlp_on_full_fashion_mnist():
     cfg = TrainConfig(epochs=1, batch_size=128, progress=False,
                       optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9})
     result = train(model, data, cfg, seed=0)
-    assert result.final["test_acc"] >= 0.80, result.final
+    # 0.8506 here; with the hidden layer frozen (only the classifier learning) 0.811, so
+    # the floor sits above what a hidden layer that does not train can reach
+    assert result.final["test_acc"] >= 0.83, result.final

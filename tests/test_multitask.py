@@ -85,8 +85,13 @@ def test_layer_contracts_state_dict_deepcopy_pickle_gradcheck():
     x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
     for clone in (other, copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
         assert torch.equal(clone(x, "images"), layer(x, "images"))
-    assert torch.autograd.gradcheck(lambda inp, w: nn.functional.linear(inp, w * layer.kernels[0]),
-                                    (x, layer.weight.detach().clone().requires_grad_()))
+    torch.testing.assert_close(layer(x, "images"), nn.functional.linear(x, layer.weight * layer.kernels[0],
+                                                                         layer.bias))
+
+    def through_the_layer(inp, w):
+        return torch.func.functional_call(layer, {"weight": w, "bias": layer.bias}, (inp, "images"))
+
+    assert torch.autograd.gradcheck(through_the_layer, (x, layer.weight.detach().clone().requires_grad_()))
 
 
 def test_layer_errors_name_the_fix():
@@ -172,7 +177,9 @@ def test_training_draws_the_small_task_as_one_stream_across_epochs():
     x_small = tasks[1].data.x_train
     drawn = torch.cat(seen)  # (2 epochs * 7 steps * 16, dim)
     assert len(drawn) == 2 * 7 * 16
-    index = (drawn[:, None, :] == x_small[None]).all(-1).float().argmax(1)  # sample ids
+    matches = (drawn[:, None, :] == x_small[None]).all(-1)  # (draws, samples)
+    assert matches.sum(1).eq(1).all()  # every draw is exactly one training sample
+    index = matches.float().argmax(1)  # sample ids
     expected = CyclingBatches(30, 16, make_generator(0, "data/signals"), torch.device("cpu"))
     assert torch.equal(index, torch.cat([next(expected) for _ in range(14)]))
 
@@ -200,10 +207,11 @@ def test_spatial_decay_with_uniform_kernels_equals_no_spatial_exactly():
     tasks = _tasks()  # uniform kernels decaying to uniform: every step multiplies W by exactly 1
     spatial, spatial_result = _train("spatial_decay", tasks, kernel="none")
     plain, plain_result = _train("no_spatial", tasks)
-    for a, b in zip(spatial_result.history, plain_result.history):
+    assert len(spatial_result.history) == len(plain_result.history) == 2
+    for a, b in zip(spatial_result.history, plain_result.history, strict=True):
         assert {k: v for k, v in a.items() if "kernel" not in k and k != "time_s"} == \
                {k: v for k, v in b.items() if k != "time_s"}
-    for (name, p), (name_b, q) in zip(spatial.named_parameters(), plain.named_parameters()):
+    for (name, p), (name_b, q) in zip(spatial.named_parameters(), plain.named_parameters(), strict=True):
         assert name == name_b and torch.equal(p, q)
 
 

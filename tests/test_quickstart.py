@@ -11,7 +11,7 @@ def test_quickstart_recipe_runs_and_writes_results(quickstart_folder):
     for heading in ["## Epochs to threshold", "## Spatial kernels", "## Effective sparsity"]:
         assert heading in table
     runs = list((out / "runs").iterdir())
-    assert len(runs) >= 6  # 3 configs x 2 seeds
+    assert len(runs) == 6  # 3 configs x 2 seeds
     for run in runs:
         assert {p.name for p in run.iterdir()} >= {"config.yaml", "metrics.jsonl", "summary.json",
                                                     "weights.safetensors", "kernels.safetensors"}

@@ -134,6 +134,21 @@ def test_every_figure_is_embedded_once(folder, page):
     assert embedded == sorted(p.read_bytes() for p in files)
 
 
+def test_a_relative_folder_path_embeds_every_figure(folder, monkeypatch):
+    """`wiringlab report runs/NAME` (the default layout) from the folder's parent: section
+    figures come back as paths relative to the working directory, and are still found."""
+    monkeypatch.chdir(folder.parent)
+    assert main(["report", folder.name]) == 0
+    page = _Page()
+    page.feed((folder / "report.html").read_text())
+    assert "missing figure" not in "".join(page.text)
+    files = sorted((folder / "figures").rglob("*.png"))
+    overfitting = [p for p in files if p.name.startswith("overfitting_")]
+    assert overfitting, "the quickstart folder has per-config overfitting figures"
+    embedded = sorted(base64.b64decode(src.split(",", 1)[1]) for src in page.images)
+    assert embedded == sorted(p.read_bytes() for p in files)
+
+
 def test_tables_hold_the_numbers_of_table_md(folder, page):
     recipe, summaries = load_results(folder)
     tables = compute_tables(recipe, summaries)

@@ -17,13 +17,15 @@ def test_init_is_reproducible_and_does_not_touch_global_rng():
         model = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Linear(7, 3))
         return init_parameters_(model, make_generator(seed, "init"))
 
-    state = torch.random.get_rng_state()
     a, b, c = build(0), build(0), build(1)
-    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb)
     assert not torch.equal(a[0].weight, c[0].weight)
-    # The constructors drew from the global RNG, but only init_parameters_ decides values:
-    torch.random.set_rng_state(state)
+    # The constructors draw from the global RNG; init_parameters_ itself must not:
+    model = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.Linear(7, 3))
+    state = torch.random.get_rng_state()
+    init_parameters_(model, make_generator(0, "init"))
+    assert torch.equal(torch.random.get_rng_state(), state)
 
 
 def test_init_matches_torch_default_bounds():

@@ -22,7 +22,7 @@ def test_er_density_formula():
     assert sp.active_count(784 * 512, sp.er_density(784, 512, 20)) == 20 * (784 + 512)  # 25,920
     assert sp.er_density(128, 10, 20) == 1.0  # capped: the formula gives 2.16
     assert sp.active_count(10, 1e-9) == 1  # never an empty layer
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"density must be in \(0, 1\], got 0.0"):
         sp.active_count(10, 0.0)
 
 

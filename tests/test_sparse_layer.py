@@ -109,10 +109,16 @@ def test_density_one_is_nn_linear():
 def test_forward_uses_the_masked_weight_and_passes_gradcheck():
     layer = _layer().double()
     assert layer.mask.dtype == torch.float64  # the mask follows the weight's dtype
+    with torch.no_grad():
+        layer.weight.add_(1.0)  # non-zero outside the mask: only a masked forward ignores it
     x = torch.randn(4, 12, dtype=torch.float64, requires_grad=True)
     assert torch.allclose(layer(x), F.linear(x, layer.weight * layer.mask, layer.bias))
-    assert torch.autograd.gradcheck(lambda inp, w: F.linear(inp, w * layer.mask, layer.bias),
-                                    (x, layer.weight.detach().clone().requires_grad_()))
+    assert not torch.allclose(layer(x), F.linear(x, layer.weight, layer.bias))
+
+    def through_the_layer(inp, w):
+        return torch.func.functional_call(layer, {"weight": w, "bias": layer.bias}, (inp,))
+
+    assert torch.autograd.gradcheck(through_the_layer, (x, layer.weight.detach().clone().requires_grad_()))
 
 
 def test_init_draws_exact_density_from_the_generator():

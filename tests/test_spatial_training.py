@@ -107,8 +107,9 @@ def test_sparsity_analyses():
 @needs_fashion
 @pytest.mark.realdata
 def test_one_epoch_exponential_kernel_mlp_on_full_fashion_mnist():
-    """The plain-MLP floor of test_fashion_mnist.py (>= 0.80 after one epoch) holds with an
-    exponential kernel on the hidden layer; a layer that ignored W or K's scale could not."""
+    """The plain-MLP floor of test_fashion_mnist.py holds with an exponential kernel on the
+    hidden layer (0.8506 here; 0.798 with the hidden weight frozen), and the kernel is in
+    the computation (mean 0.48, effective weight = W ⊙ K)."""
     from wiringlab.data import load_dataset
 
     data = to_device_data(load_dataset("fashion-mnist"), DataConfig(name="fashion-mnist"), torch.device("cpu"))
@@ -118,7 +119,12 @@ def test_one_epoch_exponential_kernel_mlp_on_full_fashion_mnist():
     model = build_run_model(config, data.input_shape, data.num_classes, torch.device("cpu"))
     assert isinstance(linear_layers(model)[0], SpatialLinear)
     result = train(model, data, config.train, seed=0, callbacks=build_callbacks(config, model))
-    assert result.final["test_acc"] >= 0.80, result.final
+    assert result.final["test_acc"] >= 0.83, result.final
+    layer = linear_layers(model)[0]
+    assert result.final["kernel_mean"] < 0.6 and layer.kernel.min() < 0.2
+    torch.testing.assert_close(layer.effective_weight(), layer.weight * layer.kernel, rtol=0, atol=0)
+    x = data.x_test[:64].flatten(1)
+    torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight * layer.kernel, layer.bias))
 
 
 @pytest.mark.parametrize("layer", [

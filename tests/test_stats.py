@@ -85,24 +85,39 @@ def test_table_rows_against_scipy(tables):
     assert math.isnan(rows["lonely"].cells["test_acc"].ci_low)
 
 
+def _holm_reference(p_values):
+    """Holm's step-down adjustment written out: the i-th smallest p times (m - i), made
+    monotone, capped at 1 — independent of wiringlab.report.stats.holm."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def test_comparisons_against_scipy_and_holm(tables):
     assert tables.baseline == "base" and tables.compared_metrics == ["test_acc", "test_loss"]
     by_key = {(c.label, c.metric): c for c in tables.comparisons}
     assert len(by_key) == 6  # 3 configs x 2 metrics
-    base = {"test_acc": [a for a, _ in FIXED["base"]], "test_loss": [loss for _, loss in FIXED["base"]]}
-    better = {"test_acc": [a for a, _ in FIXED["better"]], "test_loss": [loss for _, loss in FIXED["better"]]}
-    p_values = []
-    for metric in ("test_acc", "test_loss"):
-        ref = sps.ttest_ind(better[metric], base[metric], equal_var=False)
-        c = by_key[("better", metric)]
-        assert (c.test.t, c.test.p) == pytest.approx((ref.statistic, ref.pvalue))
-        assert c.test.difference == pytest.approx(np.mean(better[metric]) - np.mean(base[metric]))
-        assert (c.n, c.n_baseline, c.note) == (3, 4, "")
-        p_values.append(ref.pvalue)
+    column = {"test_acc": 0, "test_loss": 1}
+    reference = {}  # (label, metric) -> scipy's Welch p
+    for label in ("better", "close"):
+        for metric, i in column.items():
+            ours, base = [run[i] for run in FIXED[label]], [run[i] for run in FIXED["base"]]
+            ref = sps.ttest_ind(ours, base, equal_var=False)
+            c = by_key[(label, metric)]
+            assert (c.test.t, c.test.p) == pytest.approx((ref.statistic, ref.pvalue))
+            assert c.test.difference == pytest.approx(np.mean(ours) - np.mean(base))
+            assert (c.n, c.n_baseline, c.note) == (len(ours), 4, "")
+            reference[(label, metric)] = ref.pvalue
     # Holm runs over every testable row of the table (m = 4 here), untestable rows stay NaN
     testable = [c for c in tables.comparisons if not c.note]
     assert len(testable) == 4
-    assert [c.p_holm for c in testable] == pytest.approx(holm([c.test.p for c in testable]))
+    expected = _holm_reference([reference[(c.label, c.metric)] for c in testable])
+    assert [c.p_holm for c in testable] == pytest.approx(expected)
+    assert holm([reference[(c.label, c.metric)] for c in testable]) == pytest.approx(expected)
     assert "n too small" in by_key[("lonely", "test_acc")].note and "1 vs 4" in by_key[("lonely", "test_acc")].note
     assert math.isnan(by_key[("lonely", "test_loss")].p_holm)
 

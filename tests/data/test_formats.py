@@ -53,10 +53,12 @@ def test_idx_round_trip(dfiles, array):
 
 
 def test_read_idx_raw_and_gzip(tmp_path, dfiles):
-    data = dfiles.idx_bytes(np.arange(12, dtype=np.uint8).reshape(3, 2, 2))
+    source = np.arange(12, dtype=np.uint8).reshape(3, 2, 2)
+    data = dfiles.idx_bytes(source)
     (tmp_path / "raw").write_bytes(data)
     (tmp_path / "packed.gz").write_bytes(gzip.compress(data))
-    np.testing.assert_array_equal(read_idx(tmp_path / "raw"), read_idx(tmp_path / "packed.gz"))
+    np.testing.assert_array_equal(read_idx(tmp_path / "raw"), source)
+    np.testing.assert_array_equal(read_idx(tmp_path / "packed.gz"), source)
 
 
 def test_idx_wrong_magic_names_expected_and_found(dfiles):

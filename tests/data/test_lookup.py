@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from wiringlab.data import DataIntegrityError, DatasetNotFoundError, load_dataset, sources
@@ -75,6 +76,10 @@ def test_raw_and_gzip_files_load_the_same(tmp_path, fake_idx, dfiles):
     packed = load_dataset("fake-idx", path=dfiles.write_files(tmp_path / "gz", contents))
     assert raw.x_train.shape == (6, 1, 4, 4) and raw.x_train.dtype.is_floating_point is False
     assert (raw.x_train == packed.x_train).all() and (raw.y_test == packed.y_test).all()
+    # and both are what the files hold: IDX pixels after a 16-byte header, labels after 8
+    pixels = np.frombuffer(contents["train-images-idx3-ubyte"][16:], dtype=np.uint8).reshape(6, 1, 4, 4)
+    np.testing.assert_array_equal(packed.x_train.numpy(), pixels)
+    np.testing.assert_array_equal(packed.y_test.numpy(), np.frombuffer(contents["t10k-labels-idx1-ubyte"][8:], np.uint8))
     assert raw.input_shape == (1, 4, 4) and raw.num_classes == 10
 
 

@@ -86,7 +86,7 @@ def build_report(out_dir: Path) -> dict[str, Path]:
     table.md and report.html are rendered from one `compute_tables` result, followed by
     the Markdown and figures of every entry of `REPORT_SECTIONS`.
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # sections return figure paths under it; the page resolves them
     recipe, summaries = load_results(out_dir)
     paths = {"summary": out_dir / "summary.csv", "table": out_dir / "table.md", "report": out_dir / "report.html"}
     write_summary_csv(paths["summary"], summaries)

@@ -81,8 +81,13 @@ class FigureEmbedder:
         self.embedded: set[Path] = set()
 
     def resolve(self, src: str | Path) -> Path | None:
+        """`src` as a file inside the folder: absolute, relative to the folder (Markdown
+        links), or relative to the working directory (a path built from a relative folder)."""
         path = Path(src)
-        path = (path if path.is_absolute() else self.out_dir / path).resolve()
+        if not path.is_absolute():
+            inside = self.out_dir / path
+            path = inside if inside.is_file() or not path.is_file() else path
+        path = path.resolve()
         if not path.is_relative_to(self.out_dir) or path.suffix.lower() not in IMAGE_TYPES or not path.is_file():
             return None
         return path
@@ -178,8 +183,13 @@ def _comparisons_section(tables: ResultsTables) -> str:
 def _analysis_section(index: int, section: ReportSection, figures: FigureEmbedder) -> str:
     body = markdown_to_html(section.markdown, figures.data_uri)
     title = "" if body.lstrip().startswith(("<h1", "<h2")) else f"<h2>{_e(section.name)}</h2>"
-    shown = [figures.figure(path, name) for name, path in section.figures.items()
+    images = {n: p for n, p in section.figures.items() if Path(p).suffix.lower() in IMAGE_TYPES}
+    shown = [figures.figure(path, name) for name, path in images.items()
              if figures.resolve(path) not in figures.embedded]
+    data = [Path(p).name for n, p in section.figures.items() if n not in images]  # e.g. similarity.csv
+    if data:
+        files = ", ".join(f"<code>{_e(name)}</code>" for name in data)
+        shown.append(f'<p class="caption">Data in the results folder: {files}.</p>')
     return f'<section id="section-{index}">{title}\n{body}\n{"".join(shown)}</section>'
 
 

@@ -79,7 +79,8 @@ def test_raw_and_gzip_files_load_the_same(tmp_path, fake_idx, dfiles):
     # and both are what the files hold: IDX pixels after a 16-byte header, labels after 8
     pixels = np.frombuffer(contents["train-images-idx3-ubyte"][16:], dtype=np.uint8).reshape(6, 1, 4, 4)
     np.testing.assert_array_equal(packed.x_train.numpy(), pixels)
-    np.testing.assert_array_equal(packed.y_test.numpy(), np.frombuffer(contents["t10k-labels-idx1-ubyte"][8:], np.uint8))
+    labels = np.frombuffer(contents["t10k-labels-idx1-ubyte"][8:], np.uint8)
+    np.testing.assert_array_equal(packed.y_test.numpy(), labels)
     assert raw.input_shape == (1, 4, 4) and raw.num_classes == 10
 
 

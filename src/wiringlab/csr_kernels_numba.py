@@ -17,7 +17,9 @@ Pitfalls:
     * Parallel loops use numba's OpenMP layer when the system has libgomp; without it
       numba falls back to its `workqueue` layer, which measured slower than torch's
       kernels here. `threading_layer()` says which one runs.
-    * The first call per dtype compiles (a few seconds); compiled code is cached on disk.
+    * The first call per dtype in a process compiles the three kernels (~7 s on the 2-core
+      test machine). numba's on-disk cache is left off: its index files are pickles, and
+      this project loads no pickle it wrote or downloaded.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from numba import njit, prange
 __all__ = ["csr_times_dense", "csr_times_dense_permuted", "sampled_dot", "set_threads", "threading_layer"]
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True)
 def csr_times_dense(crow, col, values, dense, out):  # pragma: no cover - compiled
     """out (rows, B) = CSR(crow, col, values) @ dense (cols, B)."""
     for r in prange(out.shape[0]):
@@ -41,7 +43,7 @@ def csr_times_dense(crow, col, values, dense, out):  # pragma: no cover - compil
         out[r] = acc
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True)
 def csr_times_dense_permuted(crow, col, values, perm, dense, out):  # pragma: no cover - compiled
     """As `csr_times_dense` with the k-th value read as values[perm[k]] (Wᵀ over W's values)."""
     for r in prange(out.shape[0]):
@@ -53,7 +55,7 @@ def csr_times_dense_permuted(crow, col, values, perm, dense, out):  # pragma: no
         out[r] = acc
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True)
 def sampled_dot(crow, col, a, b, out):  # pragma: no cover - compiled
     """out (nnz,) [k] = a[r] . b[col[k]] for the row r that holds k; a (rows, B), b (cols, B)."""
     for r in prange(a.shape[0]):

@@ -84,6 +84,29 @@ seeds: [0, 1]
     assert len(batch) == 2 and "[batch_size=-1]" in batch[0] and "[batch_size=-2]" in batch[1], lines
 
 
+@pytest.mark.parametrize("layer_at,ok", [([1], True), ([0, 1], True), ([2], False), ([-1], False), ([], False)])
+def test_layer_at_must_name_existing_hidden_layers(tmp_path, layer_at, ok):
+    """An index past the hidden layers would silently build a plain (control) network."""
+    path = _write(tmp_path, f"name: t\nbase: {{model: {{hidden: [64, 32], layer: {{type: spatial}}, "
+                            f"layer_at: {layer_at}}}}}\n")
+    if ok:
+        assert expand(load_recipe(path), str(path))
+        return
+    with pytest.raises(ConfigError) as info:
+        expand(load_recipe(path), str(path))
+    assert ": model: " in str(info.value) and "from 0 to 1" in str(info.value) and "'none'" in str(info.value)
+
+
+def test_evolution_accepts_a_sparse_prior_block():
+    from wiringlab.experiment.config import RunConfig
+
+    block = {"width": 16, "layer": {"type": "sparse", "density": 0.5}}
+    config = RunConfig(model={"hidden": [32], "prior_block": block}, evolution={"zeta": 0.3})
+    assert config.model.prior_block.layer.type == "sparse"
+    with pytest.raises(ValueError, match="prior_block"):
+        RunConfig(model={"hidden": [32]}, evolution={"zeta": 0.3})
+
+
 def test_zip_lengths_must_match():
     recipe = Recipe(name="t", zip={"train.epochs": [1, 2], "seed": [1]})
     with pytest.raises(ConfigError, match="same length"):

@@ -26,6 +26,16 @@ def test_lenet_on_mnist_and_cifar_shapes():
     assert linear_layers(build_model(LeNetConfig(), (1, 28, 28), 10))[0].in_features == 16 * 5 * 5
 
 
+def test_building_a_lenet_leaves_batchnorm_statistics_untouched():
+    model = build_model(LeNetConfig(conv_batchnorm=True), (1, 28, 28), 10)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 2 and model.training and all(m.training for m in model.modules())
+    for norm in norms:
+        assert int(norm.num_batches_tracked) == 0
+        assert torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
+        assert torch.equal(norm.running_var, torch.ones_like(norm.running_var))
+
+
 def test_lenet_rejects_vectors():
     with pytest.raises(ValueError, match="image inputs"):
         build_model(LeNetConfig(), (40,), 10)
@@ -40,3 +50,21 @@ def test_model_contracts_deepcopy_pickle_state_dict():
     fresh.load_state_dict(model.state_dict())
     for other in (clone, restored, fresh):
         assert torch.equal(model(x), other(x))
+
+
+def test_seeded_dropout_uses_its_generator_and_says_when_it_has_none(caplog):
+    from wiringlab.layers import SeededDropout
+
+    x = torch.ones(64, 32)
+    a = SeededDropout(0.5, torch.Generator().manual_seed(3))
+    b = SeededDropout(0.5, torch.Generator().manual_seed(3))
+    torch.manual_seed(0)  # the global RNG must not matter
+    first = a(x)
+    torch.manual_seed(1)
+    assert torch.equal(first, b(x)) and set(first.unique().tolist()) == {0.0, 2.0}
+    assert not caplog.records
+    unseeded = SeededDropout(0.5)
+    with caplog.at_level("WARNING"):
+        unseeded(x), unseeded(x)
+    assert len(caplog.records) == 1 and "global RNG" in caplog.records[0].message
+    assert torch.equal(unseeded.eval()(x), x)

@@ -27,15 +27,17 @@ def test_recipe_validates_with_three_conditions_and_two_tasks(path):
 
 
 def test_study_recipe_runs_one_epoch_on_two_synthetic_shapes(tmp_path):
+    """Two seeds, as the recipe has: the report's cross-seed sections must leave multitask runs alone."""
     path = ROOT / "recipes" / "spatial" / "multitask-scaffolding.yaml"
     image_task, vector_task = load_recipe(path).base["multitask"]["tasks"]
-    code = main(["run", str(path), "--out", str(tmp_path), "--epochs", "1", "--seeds", "0",
+    code = main(["run", str(path), "--out", str(tmp_path), "--epochs", "1", "--seeds", "0", "1",
                  "--set", f"multitask.tasks.{image_task}.data={{name: synthetic, options: "
                           "{n_train: 96, n_test: 32, input_shape: [3, 32, 32]}}",
                  "--set", f"multitask.tasks.{vector_task}.data={{name: synthetic, options: "
                           "{n_train: 40, n_test: 32, input_shape: [50], num_classes: 2}}",
                  "--set", "multitask.width=16", "--set", "train.batch_size=32", "--set", "train.progress=false"])
     assert code == 0
+    assert len(list((tmp_path / "runs").iterdir())) == 3 * 2
     table = (tmp_path / "table.md").read_text()
     assert "## Multi-task: accuracy per task" in table and f"share of separate: {vector_task}" in table
     assert f"test_acc/{image_task}" in table

@@ -96,6 +96,10 @@ def test_multitask_runs_refuse_opt_ins():
                                     "train": {"precision": "bf16"}})
     with pytest.raises(ConfigError, match="multitask run trains in fp32"):
         expand(recipe, "m.yaml")
+    for extra in ({"snapshots": {"epochs": [1]}}, {"evolution": {"zeta": 0.3}}):
+        recipe = Recipe(name="m", base={"multitask": recipe.base["multitask"], **extra})
+        with pytest.raises(ConfigError, match="a multitask run records neither"):
+            expand(recipe, "m.yaml")
 
 
 def test_compiled_stack_equals_eager_stack():

@@ -23,13 +23,14 @@ def _images(n_train=384, n_test=128):
     return DeviceData(d.x_train.view(-1, 1, 8, 8), d.y_train, d.x_test.view(-1, 1, 8, 8), d.y_test, (1, 8, 8), 4)
 
 
-def _train(set_config=None, seed=0, epochs=4, optimizer="sgd"):
-    model = build_model(MLPConfig(hidden=[48], layer={"type": "sparse", "density": 0.2}), (1, 8, 8), 4)
+def _train(set_config=None, seed=0, epochs=4, optimizer="sgd", density=0.2, precision="fp32"):
+    model = build_model(MLPConfig(hidden=[48], layer={"type": "sparse", "density": density}), (1, 8, 8), 4)
     init_parameters_(model, make_generator(seed, "init"))
     layers = sparse_layers(model)
     logger = TopologyLogger([("linear0", layers[0])])
     callbacks = ([SETCallback(layers, set_config)] if set_config else []) + [logger]
-    cfg = TrainConfig(epochs=epochs, batch_size=64, progress=False, optimizer={"name": optimizer, "lr": 0.05})
+    cfg = TrainConfig(epochs=epochs, batch_size=64, progress=False, optimizer={"name": optimizer, "lr": 0.05},
+                      precision=precision)
     result = train(model, _images(), cfg, seed=seed, callbacks=callbacks)
     return model, logger.history["linear0"], result
 
@@ -44,6 +45,16 @@ def test_set_keeps_density_learns_and_never_evolves_after_the_last_epoch(regrow)
     assert [r.get("set_zeta") for r in result.history] == [0.3, 0.3, 0.3, None]
     assert layer.weight[layer.mask == 0].eq(0).all()
     assert result.final["test_acc"] > 0.8  # chance is 0.25
+
+
+@pytest.mark.parametrize("density", [0.2, 0.05])  # masked dense, and CSR (95% sparse)
+def test_gradient_regrowth_under_bf16_autocast(density):
+    """The captured dL/dW_eff = gᵀx mixes a bf16 side and an fp32 side under autocast (which
+    side depends on the layout); it is computed in the weight's dtype."""
+    model, counts, result = _train(SETConfig(zeta=0.3, regrow="gradient"), epochs=2, density=density,
+                                   precision="bf16")
+    assert result.status == "completed" and not torch.equal(counts[0], counts[1])
+    assert [float(c.sum()) for c in counts] == [float(sparse_layers(model)[0].num_active)] * 3
 
 
 def test_interval_and_cosine_schedule():

@@ -55,6 +55,24 @@ def test_schedule_updates_every_prior_layer(every):
     assert 0 <= final["weight_sparsity"] <= 1 and 0 < final["kernel_mean"] < 1
 
 
+def test_a_static_kernel_is_set_once_not_every_step():
+    """Its value never changes, so the schedule callback evaluates it at the start only
+    (it used to re-evaluate the whole (out, in) kernel before every step)."""
+    config = _run_config({"kernel": "exponential"})
+    data = blob_data()
+    model = build_run_model(config, data.input_shape, data.num_classes, torch.device("cpu"))
+    priors = [m for m in linear_layers(model) if isinstance(m, SpatialLinear)]
+    calls = []
+    for layer in priors:
+        layer.set_progress = lambda t, layer=layer, original=layer.set_progress: (calls.append(t), original(t))
+        with torch.no_grad():
+            layer.kernel.fill_(0.5)  # whatever the buffer holds, training starts from the kernel
+    train(model, data, config.train, seed=0, callbacks=build_callbacks(config, model))
+    assert calls == [0.0] * len(priors)
+    for layer in priors:
+        assert torch.equal(layer.kernel, layer.kernel_at(0.0)) and layer.kernel.min() < 0.5
+
+
 def test_layer_at_first_and_metrics_absent_without_priors():
     config = _run_config({"kernel": "linear"}, layer_at="first")
     model = build_run_model(config, (20,), 4, torch.device("cpu"))

@@ -50,6 +50,32 @@ def test_tensorboard_scalars_match_metrics_jsonl(recipe, tmp_path):
         assert [e.value for e in logged] == pytest.approx([r[key] for r in records], rel=1e-6)
 
 
+MULTITASK_RECIPE = """
+name: tbm
+base:
+  multitask:
+    tasks:
+      a: {data: {name: synthetic, options: {n_train: 64, n_test: 32, input_shape: [8], num_classes: 2}}}
+      b: {data: {name: synthetic, options: {n_train: 64, n_test: 32, input_shape: [6], num_classes: 3}}}
+    width: 8
+  train: {epochs: 2, batch_size: 32, progress: false}
+seeds: [0]
+"""
+
+
+@needs_tensorboard
+def test_multitask_runs_log_to_tensorboard_too(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path = tmp_path / "tbm.yaml"
+    path.write_text(MULTITASK_RECIPE)
+    assert main(["run", str(path), "--out", str(tmp_path / "board"), "--tensorboard"]) == 0
+    (run,) = (tmp_path / "board" / "runs").iterdir()
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train_loss")] == [1, 2]
+
+
 def test_missing_tensorboard_is_a_clear_error(recipe, tmp_path, monkeypatch, capsys):
     from wiringlab.experiment.tensorboard import require_tensorboard
 

@@ -48,8 +48,8 @@ def init_parameters_(model: nn.Module, generator: torch.Generator) -> nn.Module:
 
     Args:
         model: any module tree.
-        generator: a CPU generator (parameters are drawn on their own device; torch
-            requires the generator's device to match, so pass one on that device).
+        generator: a generator on the parameters' device (torch requires the two to
+            match), e.g. `make_generator(seed, "init", device)`.
 
     Returns:
         The same model, for chaining.

@@ -133,8 +133,10 @@ class LeNet(nn.Module):
             nn.Conv2d(input_shape[0], c1, k, padding=k // 2, device=device, dtype=dtype), bn(c1), act(), nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, k, device=device, dtype=dtype), bn(c2), act(), nn.MaxPool2d(2),
         )
+        self.features.eval()  # the shape probe must not update BatchNorm's running statistics
         with torch.no_grad():
             feature_shape = tuple(self.features(torch.zeros(1, *input_shape, device=device, dtype=dtype)).shape[1:])
+        self.features.train()
         if min(feature_shape[1:]) < 1:
             raise ValueError(f"input {tuple(input_shape)} is too small for lenet's two conv+pool stages")
         self.stack = _LinearStack(config, math.prod(feature_shape), feature_shape, num_classes, device, dtype)

@@ -94,10 +94,11 @@ class _DenseGradientCapture:
     def _on_forward(self, layer, inputs, output) -> None:
         if not output.requires_grad:
             return
-        x = inputs[0].detach().reshape(-1, layer.in_features)  # (B, in)
+        # in the weight's dtype: under bf16 autocast one of x and g is bf16, the other fp32
+        x = inputs[0].detach().reshape(-1, layer.in_features).to(layer.weight.dtype)  # (B, in)
 
         def on_grad(g: torch.Tensor) -> None:
-            dense = g.detach().reshape(-1, layer.out_features).t() @ x  # (out, in)
+            dense = g.detach().reshape(-1, layer.out_features).to(x.dtype).t() @ x  # (out, in)
             key = id(layer)
             self.grads[key] = self.grads[key] + dense if key in self.grads else dense
 

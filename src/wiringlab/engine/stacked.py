@@ -55,15 +55,14 @@ def _l1_weights(stack: StackedMembers) -> list[str]:
     return names
 
 
-def _penalty(stack, l1, penalties):
-    """Sum over members of L1 (per-member coefficient) and each member's own penalties,
-    evaluated on differentiable slices of the stacked parameters."""
+def _penalty(stack, l1: torch.Tensor | None, penalties):
+    """Sum over members of L1 (`l1`: (M,) coefficients on the device, None when all are 0)
+    and each member's own penalties, evaluated on differentiable slices of the stacked parameters."""
     total = 0.0
-    if any(c > 0 for c in l1):
-        coef = torch.tensor(l1, dtype=torch.float32, device=next(iter(stack.params.values())).device)
+    if l1 is not None:
         for name in _l1_weights(stack):
             w = stack.params[name]
-            total = total + (coef.view(-1, *[1] * (w.dim() - 1)) * w.abs()).sum()
+            total = total + (l1.view(-1, *[1] * (w.dim() - 1)) * w.abs()).sum()
     for m, member_penalties in enumerate(penalties):
         if member_penalties:
             views = {n: p[m] for n, p in stack.params.items()}
@@ -192,7 +191,9 @@ def train_stacked(
     for cb, st in zip(cbs, states):
         cb.on_train_start(st)
     results = [TrainResult(status="completed") for _ in range(M)]
-    l1 = [c.l1 for c in cfgs]
+    # built once: a host-to-device copy per step would synchronise with the GPU every step
+    l1 = torch.tensor([c.l1 for c in cfgs], dtype=torch.float32, device=data.device) \
+        if any(c.l1 > 0 for c in cfgs) else None
     for epoch in range(cfg.epochs):
         lrs = opt.lr.tolist()
         train_metrics = _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens)

@@ -125,6 +125,16 @@ class _ClassifierConfig(StrictModel):
     output_layer: LayerConfig = Field(default_factory=LinearLayerConfig)  # the classifier layer
     prior_block: PriorBlockConfig | None = None  # extra linear → BN → act block before the classifier
 
+    @model_validator(mode="after")
+    def _layer_at_in_range(self):
+        """A listed hidden layer that does not exist would silently leave a treatment plain."""
+        if isinstance(self.layer_at, list):
+            bad = [i for i in self.layer_at if not 0 <= i < len(self.hidden)]
+            if bad or not self.layer_at:
+                raise ValueError(f"layer_at {self.layer_at}: list hidden layer indices from 0 to "
+                                 f"{len(self.hidden) - 1} (hidden: {self.hidden}), or use 'all', 'first' or 'none'")
+        return self
+
 
 class MLPConfig(_ClassifierConfig):
     kind: Literal["mlp"] = "mlp"
@@ -290,9 +300,13 @@ class RunConfig(StrictModel):
     def _evolution_needs_sparse_layers(self):
         model = self.model
         hidden_sparse = model.layer.type == "sparse" and model.layer_at != "none" and bool(model.hidden)
-        if self.evolution is not None and not (hidden_sparse or model.output_layer.type == "sparse"):
+        block = getattr(model, "prior_block", None)
+        block_sparse = block is not None and block.layer.type == "sparse"
+        sparse = hidden_sparse or block_sparse or model.output_layer.type == "sparse"
+        if self.evolution is not None and self.multitask is None and not sparse:  # multitask: its own message
             raise ValueError("evolution needs sparse layers: set model.layer.type=sparse "
-                             "(or model.output_layer.type=sparse), or remove evolution")
+                             "(or model.output_layer.type or model.prior_block.layer.type=sparse), "
+                             "or remove evolution")
         return self
 
     @model_validator(mode="before")
@@ -307,6 +321,9 @@ class RunConfig(StrictModel):
         if self.multitask is not None and (self.train.precision != "fp32" or self.train.compile != "off"):
             raise ValueError("train.precision and train.compile apply to single-task runs; a multitask run "
                              "trains in fp32 without compilation (leave them at fp32 / off)")
+        if self.multitask is not None and (self.snapshots is not None or self.evolution is not None):
+            raise ValueError("snapshots and evolution apply to single-task runs; a multitask run records "
+                             "neither (remove them)")
         return self
 
     @model_validator(mode="after")

@@ -50,7 +50,10 @@ def _walk(root: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, tu
             continue
         written.append(part)
         model = candidates[0] if len(candidates) == 1 else _TaggedUnion(candidates)
-    return model, (*written, *loc[-1:])
+    last = loc[-1:]
+    if last and any(_tag(m) == last[0] for m in _union_members(model)):  # an error of a whole tagged model
+        return model, tuple(written)
+    return model, (*written, *last)
 
 
 class _TaggedUnion:

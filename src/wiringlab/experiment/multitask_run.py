@@ -58,7 +58,7 @@ def execute_multitask_run(spec: RunSpec, out_dir: Path, datasets) -> dict:
 
     An exception is recorded as status "failed" (as `execute.execute_run` does).
     """
-    from .execute import _summary, fail_run, resolve_device  # execute imports this module
+    from .execute import _summary, epoch_consumer, fail_run, resolve_device  # execute imports this module
 
     folder = RunFolder(Path(out_dir) / "runs" / spec.run_id)
     folder.start(spec.config.model_dump(mode="json"))
@@ -67,9 +67,10 @@ def execute_multitask_run(spec: RunSpec, out_dir: Path, datasets) -> dict:
         device = resolve_device(spec.config.train.device)
         tasks = load_tasks(spec.config, datasets, device)
         model = build_multitask_run_model(spec.config, tasks, device)
-        result = train_multitask(model, tasks, spec.config.train, seed=spec.seed,
-                                 callbacks=multitask_callbacks(spec.config, model), on_epoch=folder.append_metrics,
-                                 run_dir=folder.path, description=spec.run_id)
+        with epoch_consumer(spec.config, folder) as on_epoch:  # metrics.jsonl, and TensorBoard if asked
+            result = train_multitask(model, tasks, spec.config.train, seed=spec.seed,
+                                     callbacks=multitask_callbacks(spec.config, model), on_epoch=on_epoch,
+                                     run_dir=folder.path, description=spec.run_id)
         if spec.config.save_weights:
             folder.write_weights(model.state_dict())
             folder.write_weights(model.named_effective_weights(), "effective_weights.safetensors")

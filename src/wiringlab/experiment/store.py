@@ -10,6 +10,7 @@ Layout::
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -25,16 +26,22 @@ __all__ = [
     "FINISHED", "write_csv", "to_jsonable",
 ]
 
-FINISHED = ("completed", "diverged")
+FINISHED = ("completed", "diverged")  # statuses a resumed sweep skips; "failed" runs again
 
 
-def _current_umask() -> int:
+@functools.cache
+def _umask() -> int:
+    """The process umask, read once. Linux states it in /proc; elsewhere the only way to
+    read it is to set it and put it back, done once, on the first write."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-_UMASK = _current_umask()  # statuses a resumed sweep skips; "failed" runs again
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -43,7 +50,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

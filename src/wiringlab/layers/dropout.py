@@ -8,10 +8,14 @@ else drew random numbers before it. `SeededDropout` takes a `torch.Generator`
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 __all__ = ["SeededDropout"]
+
+logger = logging.getLogger(__name__)
 
 
 class SeededDropout(nn.Dropout):
@@ -20,7 +24,8 @@ class SeededDropout(nn.Dropout):
     Args:
         p: probability of zeroing an element, in [0, 1).
         generator: the generator to draw masks from; None falls back to the global
-            RNG (the engine always sets one, so training runs stay reproducible).
+            RNG, with a warning the first time (the engine always sets one, so its
+            training runs stay reproducible; deepcopy and pickle drop it).
     """
 
     def __init__(self, p: float = 0.5, generator: torch.Generator | None = None) -> None:
@@ -30,6 +35,10 @@ class SeededDropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
+        if self.generator is None and not getattr(self, "_warned_global_rng", False):
+            self._warned_global_rng = True
+            logger.warning("SeededDropout without a generator draws from torch's global RNG: set "
+                           "layer.generator = make_generator(seed, 'dropout', device) for reproducible masks")
         keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
         return x * keep / (1.0 - self.p)
 

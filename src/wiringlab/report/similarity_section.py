@@ -165,10 +165,11 @@ def _markdown(pair_rows: list[dict], run_rows: list[dict], samples: str) -> str:
 
 def similarity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[str, dict[str, Path]]:
     """REPORT_SECTIONS entry (see module doc); ("", {}) when no config has two finished
-    runs with saved weights, or the recipe switched it off."""
+    runs with saved weights, or the recipe switched it off. Multitask runs are left out (their
+    network is not the MLP their config's `model` describes)."""
     out_dir = Path(out_dir)
     config = AnalysisConfig.model_validate(recipe.get("analysis") or {}).similarity
-    usable = [s for s in summaries if s["status"] == "completed"
+    usable = [s for s in summaries if s["status"] == "completed" and not s.get("multitask")  # other model
               and (out_dir / "runs" / s["run_id"] / "weights.safetensors").exists()]
     groups = group_by_label(usable)
     pairs = list(_pairs(groups, config.across_configs))

@@ -84,7 +84,7 @@ seeds: [0, 1]
     assert len(batch) == 2 and "[batch_size=-1]" in batch[0] and "[batch_size=-2]" in batch[1], lines
 
 
-@pytest.mark.parametrize("layer_at,ok", [([1], True), ([0, 1], True), ([2], False), ([-1], False), ([], False)])
+@pytest.mark.parametrize("layer_at,ok", [([1], True), ([0, 1], True), ([], True), ([2], False), ([-1], False)])
 def test_layer_at_must_name_existing_hidden_layers(tmp_path, layer_at, ok):
     """An index past the hidden layers would silently build a plain (control) network."""
     path = _write(tmp_path, f"name: t\nbase: {{model: {{hidden: [64, 32], layer: {{type: spatial}}, "

@@ -1,5 +1,6 @@
 """Opt-in bf16 autocast and torch.compile: they train, stay opt-in, and are recorded."""
 
+import importlib.util
 import json
 
 import pytest
@@ -62,7 +63,10 @@ def test_stacked_bf16_members_equal_bf16_alone():
         assert b.final["train_loss"] != c.final["train_loss"]  # the stack did run in bf16
 
 
-@pytest.mark.parametrize("layer", [None, {"type": "sparse", "density": 0.05}])  # the second: CSR layout
+@pytest.mark.parametrize("layer", [None, {"type": "sparse", "density": 0.05},  # CSR layout, torch's kernels
+                                   pytest.param({"type": "sparse", "density": 0.05, "csr_kernel": "numba"},
+                                                marks=pytest.mark.skipif(importlib.util.find_spec("numba") is None,
+                                                                         reason="numba extra not installed"))])
 def test_compile_equals_eager(layer):
     """inductor on a 32-unit MLP: ~5-15 s on 2 CPU cores (the first epoch compiles)."""
     data = blob_data(n_train=256, n_test=128)

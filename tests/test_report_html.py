@@ -149,6 +149,18 @@ def test_a_relative_folder_path_embeds_every_figure(folder, monkeypatch):
     assert embedded == sorted(p.read_bytes() for p in files)
 
 
+def test_a_stored_config_this_version_rejects_does_not_break_the_report(quickstart_folder, tmp_path):
+    """Results folders outlive config changes: a run whose config.yaml no longer validates
+    is left out of the analyses that rebuild models, with the reason; the report is built."""
+    out = tmp_path / "quickstart"
+    shutil.copytree(quickstart_folder[0], out)
+    config = next((out / "runs").iterdir()) / "config.yaml"
+    config.write_text(config.read_text() + "retired_option: 1\n")
+    assert main(["report", str(out)]) == 0
+    table = (out / "table.md").read_text()
+    assert "## Similarity across seeds\n\nNot computed:" in table and "retired_option" in table
+
+
 def test_tables_hold_the_numbers_of_table_md(folder, page):
     recipe, summaries = load_results(folder)
     tables = compute_tables(recipe, summaries)

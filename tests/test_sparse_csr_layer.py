@@ -143,6 +143,39 @@ def test_copies_keep_the_pattern(copier, kernel):
     assert other.csr_kernel == kernel and other._kernels.name == kernel and f"csr_kernel='{kernel}'" in repr(other)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_compiled_layer_still_pickles(kernel):
+    _, csr = _pair(density=0.05, kernel=kernel)
+    csr.compile()  # nn.Module.compile adds an attribute that nn.Module's own __getstate__ drops
+    restored = pickle.loads(pickle.dumps(csr))
+    x = torch.randn(4, 40, dtype=torch.float64)
+    torch.testing.assert_close(restored(x), csr.forward(x))
+
+
+def test_sweeps_check_the_numba_kernels_before_anything_runs(tmp_path, monkeypatch):
+    import sys
+
+    from wiringlab.experiment import ConfigError, expand
+    from wiringlab.experiment.errors import MissingExtraError
+    from wiringlab.experiment.recipe import Recipe
+    from wiringlab.experiment.sweep import run_sweep
+
+    recipe = Recipe(name="nb", seeds=[0], base={
+        "data": {"name": "synthetic", "options": {"n_train": 64, "n_test": 32, "input_shape": [20]}},
+        "model": {"hidden": [32], "layer": {"type": "sparse", "density": 0.05, "csr_kernel": "numba"}},
+        "train": {"epochs": 1}})
+    specs = expand(recipe)
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "wiringlab.csr_kernels_numba", None)  # as if numba were missing
+        with pytest.raises(MissingExtraError, match="wiringlab\\[numba\\]"):
+            run_sweep(recipe, specs, tmp_path / "a")
+    if importlib.util.find_spec("numba") is not None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # train.device auto would pick a GPU
+        with pytest.raises(ConfigError, match="csr_kernel: numba runs on the CPU"):
+            run_sweep(recipe, specs, tmp_path / "b")
+    assert not list(tmp_path.glob("*/runs/*"))  # nothing was trained or recorded
+
+
 def test_factory_passes_the_kernel_and_run_ids_ignore_its_default():
     from wiringlab.experiment.config import RunConfig
     from wiringlab.experiment.recipe import run_id

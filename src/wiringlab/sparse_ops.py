@@ -146,17 +146,22 @@ class NumbaCSRKernels:
         self._k.set_threads(torch.get_num_threads())
         return [t.detach().contiguous().numpy() for t in tensors]
 
+    # torch.compile must not trace into numba (a cold numba dispatcher crashes dynamo): each
+    # product is a graph break, as torch's own sparse kernels are opaque calls too.
+    @torch.compiler.disable
     def matmul(self, pattern, values, dense_t):
         out = dense_t.new_empty(pattern.shape[0], dense_t.shape[1])
         self._k.csr_times_dense(*self._arrays(pattern.crow, pattern.col, values, dense_t, out))
         return out
 
+    @torch.compiler.disable
     def matmul_transposed(self, pattern, values, dense_t):
         out = dense_t.new_empty(pattern.shape[1], dense_t.shape[1])
         self._k.csr_times_dense_permuted(*self._arrays(pattern.t_crow, pattern.t_col, values, pattern.t_perm,
                                                        dense_t, out))
         return out
 
+    @torch.compiler.disable
     def sampled(self, pattern, values, a_t, b_t):
         out = torch.empty_like(values)
         self._k.sampled_dot(*self._arrays(pattern.crow, pattern.col, a_t, b_t, out))

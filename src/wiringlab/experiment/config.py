@@ -130,7 +130,7 @@ class _ClassifierConfig(StrictModel):
         """A listed hidden layer that does not exist would silently leave a treatment plain."""
         if isinstance(self.layer_at, list):
             bad = [i for i in self.layer_at if not 0 <= i < len(self.hidden)]
-            if bad or not self.layer_at:
+            if bad:
                 raise ValueError(f"layer_at {self.layer_at}: list hidden layer indices from 0 to "
                                  f"{len(self.hidden) - 1} (hidden: {self.hidden}), or use 'all', 'first' or 'none'")
         return self
@@ -299,7 +299,8 @@ class RunConfig(StrictModel):
     @model_validator(mode="after")
     def _evolution_needs_sparse_layers(self):
         model = self.model
-        hidden_sparse = model.layer.type == "sparse" and model.layer_at != "none" and bool(model.hidden)
+        listed = model.layer_at not in ("none", [])
+        hidden_sparse = model.layer.type == "sparse" and listed and bool(model.hidden)
         block = getattr(model, "prior_block", None)
         block_sparse = block is not None and block.layer.type == "sparse"
         sparse = hidden_sparse or block_sparse or model.output_layer.type == "sparse"

@@ -47,6 +47,30 @@ def check_datasets(specs: list[RunSpec]) -> None:
             load_dataset(data.name, path=data.path, **data.options)
 
 
+def check_csr_kernels(specs: list[RunSpec]) -> None:
+    """`csr_kernel: numba` needs numba and a CPU: check once, before anything runs, instead
+    of failing every run.
+
+    Raises:
+        MissingExtraError: numba is not installed. ConfigError: a run would train on a GPU.
+    """
+    from ..sparse_ops import csr_kernels
+    from .errors import ConfigError
+    from .execute import resolve_device
+
+    for spec in specs:
+        model = spec.config.model
+        block = getattr(model, "prior_block", None)
+        layers = [model.layer, model.output_layer, *([block.layer] if block is not None else [])]
+        if not any(getattr(layer, "csr_kernel", "torch") == "numba" for layer in layers):
+            continue
+        csr_kernels("numba")
+        device = resolve_device(spec.config.train.device)
+        if device.type != "cpu":
+            raise ConfigError(f"{spec.run_id}: csr_kernel: numba runs on the CPU, but train.device resolves to "
+                              f"{device}: set train.device=cpu, or model.layer.csr_kernel=torch (which runs on GPUs)")
+
+
 def _run_pending(groups: list[list[RunSpec]], out_dir: Path, executor) -> None:
     bar = tqdm(total=sum(len(g) for g in groups), desc=f"runs ({executor.name})", disable=None)
     for summaries in executor.map(groups, out_dir):
@@ -85,6 +109,7 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
     if skipped:
         log.info("resuming: %d of %d runs already finished", len(skipped), len(specs))
     if pending:
+        check_csr_kernels(pending)
         check_datasets(pending)
         groups = spread_groups(group_runs(pending), workers) if stack else [[s] for s in pending]
         _run_pending(groups, out_dir, executor or make_executor("auto", workers=workers))

@@ -67,7 +67,9 @@ class CSRSparseLinear(SparseLinear):
         super().__init__(in_features, out_features, bias, **kwargs)
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_kernels"}  # a kernel set may hold a module
+        state = dict(super().__getstate__())
+        state.pop("_kernels", None)  # a kernel set may hold a module; rebuilt from csr_kernel on load
+        return state
 
     def __setstate__(self, state):
         super().__setstate__(state)

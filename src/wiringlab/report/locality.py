@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from pydantic import ValidationError
 
 from ..analysis.clustering import class_variances, compare_over_images, module_io, spatial_variance, welch_t_test
 from ..engine import to_device_data
@@ -55,9 +56,15 @@ class Pair:
     control_runs: list = field(default_factory=list)
 
 
-def _config(out_dir: Path, run: dict) -> RunConfig:
+def _config(out_dir: Path, run: dict) -> RunConfig | None:
+    """The run's stored config, or None (logged) if this version no longer accepts it."""
     text = (out_dir / "runs" / run["run_id"] / "config.yaml").read_text()
-    return RunConfig.model_validate(yaml.safe_load(text))
+    try:
+        return RunConfig.model_validate(yaml.safe_load(text))
+    except ValidationError as err:
+        log.warning("run %s left out of the locality analysis: its config.yaml is not valid now: %s",
+                    run["run_id"], err)
+        return None
 
 
 def _pair_key(config: RunConfig) -> str:
@@ -74,10 +81,11 @@ def pair_runs(out_dir: Path, summaries: list[dict]) -> list[Pair]:
     """Treatment/control pairs of the folder's completed runs that saved weights."""
     treatments, controls = {}, {}
     for label, runs in group_by_label(summaries).items():
-        runs = [r for r in runs if r.get("status") == "completed"
+        runs = [r for r in runs if r.get("status") == "completed" and not r.get("multitask")
                 and (out_dir / "runs" / r["run_id"] / "weights.safetensors").exists()]
         configs = [(r, _config(out_dir, r)) for r in runs]
-        configs = [(r, c) for r, c in configs if getattr(c.model, "prior_block", None) is not None]
+        configs = [(r, c) for r, c in configs
+                   if c is not None and getattr(c.model, "prior_block", None) is not None]
         if not configs:
             continue
         key = _pair_key(configs[0][1])

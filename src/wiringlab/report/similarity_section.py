@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 import yaml
 
 from ..analysis.permutation import (NotAChainError, PermutationSensitivity, chain_unit_extras, chain_weights,
@@ -179,7 +180,7 @@ def similarity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tu
     try:
         for s in usable:
             views[s["run_id"]] = _view(out_dir / "runs" / s["run_id"], s, cache, config.test_samples)
-    except (DatasetError, NotAChainError) as err:
+    except (DatasetError, NotAChainError, ValidationError) as err:  # e.g. a config from an older version
         log.warning("similarity across seeds not computed: %s", err)
         return f"\n## Similarity across seeds\n\nNot computed: {err}\n", {}
     pair_rows = [row for group, a, b in pairs for row in _pair_rows(group, views[a["run_id"]], views[b["run_id"]])]

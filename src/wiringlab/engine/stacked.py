@@ -27,7 +27,7 @@ from .precision import autocast, compiled
 from .stacked_optim import StackedOptimizer
 from .stacking import StackedMembers
 from .tensors import DeviceData
-from .trainer import TrainResult
+from .trainer import TrainResult, keep_epoch_record
 
 __all__ = ["train_stacked", "stack_compatible"]
 
@@ -135,10 +135,7 @@ def _record_member_epoch(result, cb, state, epoch, metrics, start, on_epoch) -> 
     else:
         record.update(test_loss=float("nan"), test_acc=float("nan"))
         result.status = "diverged"
-    record["time_s"] = time.perf_counter() - start
-    result.history.append(record)
-    if on_epoch is not None:
-        on_epoch(record)
+    keep_epoch_record(record, result, start, on_epoch)
 
 
 def _member_states(stack, opt, data, cfg, seeds, run_dirs) -> list[TrainState]:

@@ -30,7 +30,7 @@ from .optim import build_lr_scheduler, build_optimizer, weight_parameters
 from .precision import autocast, compiled
 from .tensors import DeviceData, iterate_batches
 
-__all__ = ["TrainResult", "train", "evaluate", "optimizer_step", "record_epoch"]
+__all__ = ["TrainResult", "train", "evaluate", "optimizer_step", "keep_epoch_record", "record_epoch"]
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +96,19 @@ def optimizer_step(loss: torch.Tensor, penalties, optimizer, callbacks, state) -
     callbacks.on_step_end(state)
 
 
-def record_epoch(record: dict, result: TrainResult, start: float, on_epoch, bar, description: str) -> bool:
-    """Time-stamp an epoch's `record`, keep it in `result`, stream it (`on_epoch`) and show
-    it on the bar. Returns True when the run has diverged and training must stop."""
+def keep_epoch_record(record: dict, result: TrainResult, start: float, on_epoch) -> None:
+    """Time-stamp an epoch's `record` (seconds since `start`), keep it in `result` and
+    stream it (`on_epoch`). Shared by the single-model, multi-task and stacked loops."""
     record["time_s"] = time.perf_counter() - start
     result.history.append(record)
     if on_epoch is not None:
         on_epoch(record)
+
+
+def record_epoch(record: dict, result: TrainResult, start: float, on_epoch, bar, description: str) -> bool:
+    """`keep_epoch_record`, then show the record on the bar. Returns True when the run has
+    diverged and training must stop."""
+    keep_epoch_record(record, result, start, on_epoch)
     bar.set_postfix(test_acc=f"{record['test_acc']:.4f}")
     if result.status != "diverged":
         return False

@@ -21,8 +21,9 @@ from ..init import init_parameters_
 from ..layers import effective_weight
 from ..models import build_model, linear_layers
 from ..seeding import make_generator
-from .provenance import provenance
+from .layer_config import layer_config_nodes
 from .locality_hooks import locality_penalties
+from .provenance import provenance
 from .recipe import RunSpec
 from .spatial_hooks import spatial_callbacks, spatial_penalties
 from .store import RunFolder
@@ -68,13 +69,11 @@ def build_run_model(config, input_shape, num_classes, device, *, dense: bool = F
 
 
 def _masked_dense(model_config):
-    def rewrite(node):
-        if isinstance(node, dict):
-            node = {k: rewrite(v) for k, v in node.items()}
-            return {**node, "csr_threshold": None} if node.get("type") == "sparse" else node
-        return [rewrite(v) for v in node] if isinstance(node, list) else node
-
-    return type(model_config).model_validate(rewrite(model_config.model_dump()))
+    tree = model_config.model_dump()
+    for node in layer_config_nodes(tree):
+        if node["type"] == "sparse":
+            node["csr_threshold"] = None
+    return type(model_config).model_validate(tree)
 
 
 def build_callbacks(config, model) -> list:

@@ -6,7 +6,7 @@ type to its builder. Units are stated in the field comments.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Iterator, Literal, Union
 
 from pydantic import Field, model_validator
 
@@ -142,3 +142,17 @@ def check_sharpen_kernel(config):
         raise ValueError(f"schedule sharpen moves the k of an exponential kernel; set kernel: exponential "
                          f"(got kernel: {config.kernel})")
     return config
+
+
+def layer_config_nodes(tree: Any) -> Iterator[dict]:
+    """Every layer config in a dumped config tree (`model_dump()`): the dicts with a `type`
+    key (model.layer, model.output_layer, model.prior_block.layer, ...). Yielded before
+    their children are visited, so a caller may edit them in place."""
+    if isinstance(tree, dict):
+        if "type" in tree:
+            yield tree
+        for value in tree.values():
+            yield from layer_config_nodes(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from layer_config_nodes(item)

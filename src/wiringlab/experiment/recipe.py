@@ -31,6 +31,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from .config import ADDED_DEFAULTS, ADDED_LAYER_DEFAULTS, PRESENTATION_ONLY, AnalysisConfig, RunConfig, StrictModel
 from .errors import ConfigError, format_validation_error, validation_problems
+from .layer_config import layer_config_nodes
 
 __all__ = ["Recipe", "RunSpec", "load_recipe", "expand", "run_id", "parse_override", "set_dotted"]
 
@@ -109,17 +110,12 @@ def run_id(config: RunConfig, label: str) -> str:
     return f"{slug}-s{config.seed}-{digest}"
 
 
-def _drop_layer_defaults(node: Any) -> None:
-    """Remove `ADDED_LAYER_DEFAULTS` keys at their defaults from every layer config in `node`."""
-    if isinstance(node, list):
-        for item in node:
-            _drop_layer_defaults(item)
-    elif isinstance(node, dict):
+def _drop_layer_defaults(tree: Any) -> None:
+    """Remove `ADDED_LAYER_DEFAULTS` keys at their defaults from every layer config in `tree`."""
+    for node in layer_config_nodes(tree):
         for (layer_type, key), default in ADDED_LAYER_DEFAULTS.items():
-            if node.get("type") == layer_type and node.get(key) == default:
+            if node["type"] == layer_type and node.get(key) == default:
                 node.pop(key)
-        for value in node.values():
-            _drop_layer_defaults(value)
 
 
 def _short(value: Any) -> str:

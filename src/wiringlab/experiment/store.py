@@ -142,6 +142,10 @@ class RunFolder:
     def read_summary(self) -> dict:
         return read_json(self.summary_path)
 
+    def read_config(self) -> dict:
+        """The run's config.yaml as written by `start` (a plain tree; `yaml.safe_load`)."""
+        return yaml.safe_load((self.path / "config.yaml").read_text())
+
     def write_weights(self, state: dict, name: str = "weights.safetensors") -> None:
         """Save tensors with safetensors (never pickle), atomically."""
         from safetensors.torch import save

@@ -57,12 +57,10 @@ def check_csr_kernels(specs: list[RunSpec]) -> None:
     from ..sparse_ops import csr_kernels
     from .errors import ConfigError
     from .execute import resolve_device
+    from .layer_config import layer_config_nodes
 
     for spec in specs:
-        model = spec.config.model
-        block = getattr(model, "prior_block", None)
-        layers = [model.layer, model.output_layer, *([block.layer] if block is not None else [])]
-        if not any(getattr(layer, "csr_kernel", "torch") == "numba" for layer in layers):
+        if not any(node.get("csr_kernel") == "numba" for node in layer_config_nodes(spec.config.model.model_dump())):
             continue
         csr_kernels("numba")
         device = resolve_device(spec.config.train.device)

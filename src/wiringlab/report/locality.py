@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 from pydantic import ValidationError
 
 from ..analysis.clustering import class_variances, compare_over_images, module_io, spatial_variance, welch_t_test
@@ -58,9 +57,8 @@ class Pair:
 
 def _config(out_dir: Path, run: dict) -> RunConfig | None:
     """The run's stored config, or None (logged) if this version no longer accepts it."""
-    text = (out_dir / "runs" / run["run_id"] / "config.yaml").read_text()
     try:
-        return RunConfig.model_validate(yaml.safe_load(text))
+        return RunConfig.model_validate(RunFolder(out_dir / "runs" / run["run_id"]).read_config())
     except ValidationError as err:
         log.warning("run %s left out of the locality analysis: its config.yaml is not valid now: %s",
                     run["run_id"], err)

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 from pydantic import ValidationError
-import yaml
 
 from ..analysis.permutation import (NotAChainError, PermutationSensitivity, chain_unit_extras, chain_weights,
                                     hidden_representations, permutation_sensitivity, unit_chain)
@@ -73,7 +72,7 @@ def _test_subset(config: RunConfig, cache: dict, samples: int):
 
 
 def _view(run_dir: Path, summary: dict, cache: dict, samples: int) -> _RunView:
-    config = RunConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    config = RunConfig.model_validate(RunFolder(run_dir).read_config())
     x, y, input_shape, num_classes = _test_subset(config, cache, samples)
     model = build_run_model(config, input_shape, num_classes, torch.device("cpu"), dense=True)
     model.load_state_dict(RunFolder(run_dir).read_weights())

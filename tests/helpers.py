@@ -1,8 +1,16 @@
 """Small builders shared by tests."""
 
+import importlib.util
+
+import pytest
 import torch
 
 from wiringlab.engine import DeviceData
+
+# The numba extra: installed by scripts/setup.sh (so in CI); its tests skip only where it is not.
+needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba extra not installed")
+# Both CSR kernel sets, for parametrising tests of CSR layers.
+CSR_KERNELS = ["torch", pytest.param("numba", marks=needs_numba)]
 
 
 def blob_data(n_train=512, n_test=256, dim=20, classes=4, seed=0, noise=0.6) -> DeviceData:

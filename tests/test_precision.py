@@ -1,13 +1,12 @@
 """Opt-in bf16 autocast and torch.compile: they train, stay opt-in, and are recorded."""
 
-import importlib.util
 import json
 
 import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from helpers import blob_data
+from helpers import blob_data, needs_numba
 from wiringlab.cli import main
 from wiringlab.engine import train
 from wiringlab.engine.precision import autocast, compiled
@@ -65,8 +64,7 @@ def test_stacked_bf16_members_equal_bf16_alone():
 
 @pytest.mark.parametrize("layer", [None, {"type": "sparse", "density": 0.05},  # CSR layout, torch's kernels
                                    pytest.param({"type": "sparse", "density": 0.05, "csr_kernel": "numba"},
-                                                marks=pytest.mark.skipif(importlib.util.find_spec("numba") is None,
-                                                                         reason="numba extra not installed"))])
+                                                marks=needs_numba)])
 def test_compile_equals_eager(layer):
     """inductor on a 32-unit MLP: ~5-15 s on 2 CPU cores (the first epoch compiles)."""
     data = blob_data(n_train=256, n_test=128)

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import CSR_KERNELS
 from wiringlab.engine.evolution import evolve_layer_
 from wiringlab.engine.stacking import stackable
 from wiringlab.experiment.config import MLPConfig, SETConfig
@@ -27,9 +28,6 @@ OPTIMIZERS = {
 }
 
 
-# The numba kernels are an extra; CI installs it (scripts/setup.sh), so these run there.
-KERNELS = ["torch", pytest.param("numba", marks=pytest.mark.skipif(
-    importlib.util.find_spec("numba") is None, reason="numba extra not installed"))]
 
 
 def _pair(density=0.08, seed=0, in_f=40, out_f=30, dtype=torch.float64, kernel="torch"):
@@ -49,7 +47,7 @@ def test_same_generator_draws_the_same_layer(density):
     assert csr.weight.shape == (dense.num_active,) == (round(density * 1200),)
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", CSR_KERNELS)
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_training_equals_masked_dense(name, kernel):
     """Steps of loss + L1 on the raw weight (which SparseLinear masks by a hook) agree."""
@@ -80,7 +78,7 @@ def test_gradcheck_through_the_layer():
     assert torch.autograd.gradcheck(run, (x, values, bias))
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", CSR_KERNELS)
 @pytest.mark.parametrize("regrow_init", ["zero", "uniform"])
 @pytest.mark.parametrize("name", ["sgd-nesterov-fused", "adam"])
 def test_evolution_matches_masked_dense_and_moves_optimizer_state(name, regrow_init, kernel):
@@ -131,7 +129,7 @@ def test_state_dict_is_dense_and_loads_into_either_layout(tmp_path):
         _pair(density=0.1)[1].load_state_dict(state)  # other density: other nnz
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", CSR_KERNELS)
 @pytest.mark.parametrize("copier", [copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m)),
                                     lambda m: m.float().double()])
 def test_copies_keep_the_pattern(copier, kernel):
@@ -143,7 +141,7 @@ def test_copies_keep_the_pattern(copier, kernel):
     assert other.csr_kernel == kernel and other._kernels.name == kernel and f"csr_kernel='{kernel}'" in repr(other)
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", CSR_KERNELS)
 def test_a_compiled_layer_still_pickles(kernel):
     _, csr = _pair(density=0.05, kernel=kernel)
     csr.compile()  # nn.Module.compile adds an attribute that nn.Module's own __getstate__ drops

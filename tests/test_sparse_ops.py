@@ -6,12 +6,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import CSR_KERNELS
 from wiringlab.sparse_ops import CSRPattern, csr_kernels, csr_linear, dense_from_values, values_from_dense
-
-# The numba kernels are an extra; CI installs it (scripts/setup.sh), so these run there.
-KERNELS = ["torch", pytest.param("numba", marks=pytest.mark.skipif(
-    __import__("importlib").util.find_spec("numba") is None, reason="numba extra not installed"))]
-
 
 
 def _case(sparsity, seed, out_f=12, in_f=30, batch=5, dtype=torch.float64):
@@ -23,7 +19,7 @@ def _case(sparsity, seed, out_f=12, in_f=30, batch=5, dtype=torch.float64):
     return mask, weight, x, bias
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", CSR_KERNELS)
 @pytest.mark.parametrize("sparsity", [0.9, 0.95, 0.99, 0.5])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_outputs_and_gradients_equal_masked_dense(sparsity, seed, kernel):
@@ -47,7 +43,7 @@ def test_outputs_and_gradients_equal_masked_dense(sparsity, seed, kernel):
     torch.testing.assert_close(dense_from_values(values.grad, mask), wd.grad * mask)
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", CSR_KERNELS)
 def test_gradcheck_float64(kernel):
     mask, weight, x, bias = _case(0.8, 3, out_f=6, in_f=9, batch=3)
     mask[0, 0] = True  # at least one entry
@@ -58,7 +54,7 @@ def test_gradcheck_float64(kernel):
     assert torch.autograd.gradcheck(lambda a, v, b: csr_linear(a, v, pattern, b, kernels), inputs)
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", CSR_KERNELS)
 def test_float32_products_match_torch_kernels_and_are_deterministic(kernel):
     """Real sizes (a 95%-sparse 256 x 768 layer, batch 64), float32: the kernel sets agree
     to float rounding, and a kernel set gives the same bits every call."""

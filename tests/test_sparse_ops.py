@@ -44,6 +44,27 @@ def test_outputs_and_gradients_equal_masked_dense(sparsity, seed, kernel):
 
 
 @pytest.mark.parametrize("kernel", CSR_KERNELS)
+def test_every_row_length_around_the_unrolled_pass(kernel):
+    """Rows (and columns) holding 0 to 11 active weights: the kernels take four weights per
+    pass and the rest one by one, so every remainder and the empty row are checked."""
+    lengths = torch.arange(12)
+    mask = torch.arange(11) < lengths.unsqueeze(1)  # (12, 11): row r holds r entries
+    mask = torch.cat([mask, mask.t()[:, :11]], dim=0)  # (23, 11): columns of every length too
+    _, weight, x, bias = _case(0.0, 7, out_f=23, in_f=11, batch=9)
+    weight = weight * mask
+    pattern = CSRPattern.from_mask(mask)
+    values = values_from_dense(weight, mask).requires_grad_()
+    xs, wd, xd = x.clone().requires_grad_(), weight.clone().requires_grad_(), x.clone().requires_grad_()
+    ys, yd = csr_linear(xs, values, pattern, bias, csr_kernels(kernel)), F.linear(xd, wd, bias)
+    grad = torch.randn_like(yd)
+    ys.backward(grad)
+    yd.backward(grad)
+    torch.testing.assert_close(ys, yd)
+    torch.testing.assert_close(xs.grad, xd.grad)
+    torch.testing.assert_close(dense_from_values(values.grad, mask), wd.grad * mask)
+
+
+@pytest.mark.parametrize("kernel", CSR_KERNELS)
 def test_gradcheck_float64(kernel):
     mask, weight, x, bias = _case(0.8, 3, out_f=6, in_f=9, batch=3)
     mask[0, 0] = True  # at least one entry

@@ -151,14 +151,14 @@ class NumbaCSRKernels:
     @torch.compiler.disable
     def matmul(self, pattern, values, dense_t):
         out = dense_t.new_empty(pattern.shape[0], dense_t.shape[1])
-        self._k.csr_times_dense(*self._arrays(pattern.crow, pattern.col, values, dense_t, out))
+        crow, col, values_np, dense, out_np = self._arrays(pattern.crow, pattern.col, values, dense_t, out)
+        self._k.csr_times_dense(crow, col, values_np, None, dense, out_np)
         return out
 
     @torch.compiler.disable
     def matmul_transposed(self, pattern, values, dense_t):
         out = dense_t.new_empty(pattern.shape[1], dense_t.shape[1])
-        self._k.csr_times_dense_permuted(*self._arrays(pattern.t_crow, pattern.t_col, values, pattern.t_perm,
-                                                       dense_t, out))
+        self._k.csr_times_dense(*self._arrays(pattern.t_crow, pattern.t_col, values, pattern.t_perm, dense_t, out))
         return out
 
     @torch.compiler.disable

@@ -192,7 +192,7 @@ def train_stacked(
     l1 = torch.tensor([c.l1 for c in cfgs], dtype=torch.float32, device=data.device) \
         if any(c.l1 > 0 for c in cfgs) else None
     for epoch in range(cfg.epochs):
-        lrs = opt.lr.tolist()
+        lrs = list(opt.lr)
         train_metrics = _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens)
         opt.set_lr_factors([lr_factor(cfg.lr_schedule, epoch + 1, cfg.epochs)] * M)
         test_metrics = _evaluate(stack, forward, data.x_test, data.y_test, cfg.eval_batch_size, cfg.precision)

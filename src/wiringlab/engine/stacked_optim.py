@@ -45,8 +45,9 @@ class StackedOptimizer:
         if any(c.name != name for c in configs):
             raise ValueError("stacked members must share the optimizer type")
         self.params, self.name, self.configs = list(params), name, list(configs)
-        self.base_lr = torch.tensor([c.lr for c in configs], dtype=torch.float64)
-        self.lr = self.base_lr.clone()
+        # Python floats, not tensors: the lr is host bookkeeping, read every step
+        self.base_lr = [float(c.lr) for c in configs]
+        self.lr = list(self.base_lr)
         self.step_count = 0
         self.state = [{k: torch.zeros_like(p) for k in _STATE_NAMES[name]} for p in self.params]
         # torch's Adam/RMSprop keep a step tensor per parameter (fused Adam: float32 on its device)
@@ -54,7 +55,7 @@ class StackedOptimizer:
                        for _ in self.configs]
 
     def set_lr_factors(self, factors) -> None:
-        self.lr = self.base_lr * torch.as_tensor(factors, dtype=torch.float64)
+        self.lr = [base * float(factor) for base, factor in zip(self.base_lr, factors, strict=True)]
 
     def zero_grad(self) -> None:
         """Zero the gradients in place rather than dropping them: a stacked weight's
@@ -74,7 +75,7 @@ class StackedOptimizer:
             grads = [self.params[i].grad[m] for i in live]
             states = [{k: v[m] for k, v in self.state[i].items()} for i in live]
             steps = [self._steps[m][i] for i in live]
-            getattr(self, f"_{self.name}")(config, float(self.lr[m]), params, grads, states, steps)
+            getattr(self, f"_{self.name}")(config, self.lr[m], params, grads, states, steps)
 
     def _sgd(self, c, lr, params, grads, states, steps):
         momentum = c.momentum
@@ -120,4 +121,4 @@ class MemberOptimizerView:
 
     @property
     def param_groups(self) -> list[dict]:
-        return [{"params": self._params, "lr": float(self._stacked.lr[self._member])}]
+        return [{"params": self._params, "lr": self._stacked.lr[self._member]}]

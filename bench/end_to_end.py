@@ -54,8 +54,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stacked_s, stacked = _sweep(recipe, specs, Path(tmp) / "stacked", stack=True)
         alone_s, alone = _sweep(recipe, specs, Path(tmp) / "alone", stack=False)
-    gaps = [abs(stacked[k]["final"]["test_acc"] - alone[k]["final"]["test_acc"]) for k in alone]
     print(f"stacked: {stacked_s:.1f} s; one at a time: {alone_s:.1f} s; stacked / alone = {stacked_s / alone_s:.3f}")
+    unfinished = sorted(f"{k} ({side})" for side, runs in (("stacked", stacked), ("alone", alone))
+                        for k, s in runs.items() if s["status"] != "completed")
+    if unfinished:  # a failed or diverged run has no final metrics; the times above include it
+        print(f"not completed: {', '.join(unfinished)}")
+    done = [k for k in alone if stacked[k]["status"] == alone[k]["status"] == "completed"]
+    if not done:
+        return
+    gaps = [abs(stacked[k]["final"]["test_acc"] - alone[k]["final"]["test_acc"]) for k in done]
     print(f"final test accuracy, stacked vs alone: {sum(g < 5e-5 for g in gaps)} of {len(gaps)} runs equal to 4 "
           f"decimals; largest gap {max(gaps):.4f} (float rounding differs between bmm and mm)")
 

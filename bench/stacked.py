@@ -59,6 +59,7 @@ def main() -> None:
         _sync(device)
         t_alone = time.perf_counter() - t
         models = _models(M, args.hidden, device)
+        _sync(device)  # the members' initialisation is not part of the stacked epoch
         t = time.perf_counter()
         train_stacked(models, data, [cfg] * M, seeds=list(range(M)))
         _sync(device)

@@ -46,6 +46,8 @@ def test_override_replaces_grid_axis_and_changes_ids(tmp_path):
     ("name: t\nbase: {data: {name: imagenet}}\n", ["data.name", "mnist1d", "fashion-mnist"]),
     ("name: t\nsedes: [1]\n", ["sedes", "allowed keys here", "seeds"]),
     ("name: bad name!\n", ["name", "letters"]),
+    ("name: t\nbase: {train: {device: mps}}\n", ["train.device", "'mps'", "auto, cpu, cuda, cuda:N"]),
+    ("name: t\nbase: {train: {device: 'cuda:x'}}\n", ["train.device", "'cuda:x'", "cuda:N"]),
 ])
 def test_bad_recipes_name_file_key_and_allowed(tmp_path, text, expected):
     path = _write(tmp_path, text)

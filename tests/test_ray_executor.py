@@ -83,12 +83,37 @@ def test_missing_ray_is_a_clear_error(monkeypatch):
                                                          (8, "cuda", 0.25)])
 def test_tasks_ask_for_one_cpu_and_a_gpu_share_when_there_are_gpus(cluster_gpus, device, expected):
     _, (spec, *_) = _quickstart()
-    spec = type(spec)(spec.run_id, spec.label, spec.seed,
-                      spec.config.model_copy(update={"train": spec.config.train.model_copy(update={"device": device})}),
-                      spec.axes)
+    spec = _with_device(spec, device)
     options = RayExecutor().task_options([spec], cluster_gpus)
     assert options["num_cpus"] == 1 and options["num_gpus"] == expected
     assert options["max_retries"] == 0  # the driver retries, and counts the attempts
+
+
+def _with_device(spec, device):
+    return type(spec)(spec.run_id, spec.label, spec.seed,
+                      spec.config.model_copy(update={"train": spec.config.train.model_copy(update={"device": device})}),
+                      spec.axes)
+
+
+def test_a_gpu_index_is_refused_before_anything_runs(tmp_path):
+    """Ray shows each task one GPU, as cuda (cuda:0): `cuda:1` would fail in every task."""
+    from wiringlab.experiment import ConfigError
+
+    _, specs = _quickstart()
+    groups = [[_with_device(specs[0], "cuda")], [_with_device(specs[1], "cuda:1")]]
+    with pytest.raises(ConfigError, match=r"train.device=cuda:1, but under --executor ray.*cuda or auto"):
+        next(RayExecutor().map(groups, tmp_path))  # before connecting: no cluster is started
+    RayExecutor.check(groups[:1])  # cuda: Ray's choice of GPU
+
+
+def test_an_invisible_gpu_index_names_the_visible_ones(monkeypatch):
+    from wiringlab.experiment.execute import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(RuntimeError, match=r"'cuda:2' requested but 2 GPU\(s\) are visible \(cuda:0 to cuda:1\)"):
+        resolve_device("cuda:2")
 
 
 @needs_ray

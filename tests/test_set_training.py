@@ -148,6 +148,19 @@ def test_distance_regrowth_from_config_grows_short_connections():
     assert mean_distance(layer.mask) < 0.8 * mean_distance(random_layer.mask)
 
 
+def test_distance_probabilities_follow_the_model_to_its_device():
+    """A callback built before `model.to(device)` (as a library user may) must not evolve a
+    GPU layer with CPU probabilities; the "meta" device stands in for a GPU here."""
+    from wiringlab.engine import TrainState
+
+    model = build_model(MLPConfig(hidden=[48], layer={"type": "sparse", "density": 0.2}), (1, 8, 8), 4)
+    callback = SETCallback(sparse_layers(model), SETConfig(regrow="distance"))
+    assert callback.probabilities[0].device.type == "cpu"
+    model.to("meta")
+    callback.on_train_start(TrainState(model, None, 2, 3, seed=0, device=torch.device("cpu")))
+    assert [p.device.type for p in callback.probabilities] == ["meta"]
+
+
 def test_minmax_normalisation_keeps_blank_pixels_exactly_zero():
     from wiringlab.data import Dataset
     from wiringlab.engine import to_device_data

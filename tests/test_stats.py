@@ -146,3 +146,24 @@ def test_no_variance_on_either_side_is_said_not_tested():
     summaries = [_summary(label, seed, 0.5, 0.25) for label in ("a", "b") for seed in range(3)]
     (c, _) = compute_tables({"baseline": "a"}, summaries).comparisons
     assert math.isnan(c.test.p) and c.note == "no variance on either side: t undefined"
+
+
+def test_seeds_of_one_config_on_different_devices_are_flagged():
+    """A folder resumed on a GPU box after a CPU one: same config and run ids (device
+    `auto`), other numbers. The table says so instead of pooling them silently."""
+    from wiringlab.report.html import _results_section
+    from wiringlab.report.table import compute_tables, render_markdown
+
+    summaries = [_summary(label, seed, 0.8 + seed / 100, 0.5) for label in ("a", "b") for seed in range(3)]
+    for s in summaries:
+        s["provenance"] = {"device": "cpu"}
+    summaries[4]["provenance"]["device"] = "cuda:0"  # config b, seed 1
+    summaries.append(_summary("a", 7, 0.1, 9.0, status="failed") | {"provenance": {"device": "cuda"}})  # not counted
+    tables = compute_tables({"baseline": "a"}, summaries)
+    assert tables.warnings == ["b: seeds trained on different devices (2 on cpu, 1 on cuda); CPU and GPU give "
+                               "different numbers for the same seed, so rerun them on one (--device) before comparing"]
+    assert f"**Warning.** {tables.warnings[0]}" in render_markdown(tables)
+    assert "Warning.</strong> b: seeds trained on different devices" in _results_section(tables)
+    for s in summaries:
+        s["provenance"]["device"] = "cpu"
+    assert compute_tables({"baseline": "a"}, summaries).warnings == []

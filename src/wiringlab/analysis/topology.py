@@ -34,7 +34,7 @@ def connections_per_input(mask: torch.Tensor, in_shape: tuple[int, ...] | None =
     Raises:
         ValueError: `in_shape` does not hold `in` units.
     """
-    counts = mask.detach().to(torch.float64).sum(0).cpu()  # (in,)
+    counts = mask.detach().sum(0, dtype=torch.float64).cpu()  # (in,); no float64 copy of the whole mask
     if in_shape is None or len(in_shape) == 1:
         return counts
     if math.prod(in_shape) != counts.numel():

@@ -138,6 +138,9 @@ class SETCallback(Callback):
 
     def on_train_start(self, state: TrainState) -> None:
         self.generator = make_generator(state.seed, "evolution", state.device)
+        # built with the callback, perhaps before the model moved to its device
+        self.probabilities = [None if p is None else p.to(layer.mask.device)
+                              for p, layer in zip(self.probabilities, self.layers, strict=True)]
 
     def on_step_start(self, state: TrainState) -> None:
         if self.config.regrow != "gradient":

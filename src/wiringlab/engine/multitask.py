@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from ..seeding import make_generator
 from .callbacks import CallbackList, TrainState
 from .optim import build_lr_scheduler, build_optimizer, weight_parameters
+from .precision import exact_cudnn
 from .tensors import DeviceData, iterate_batches
 from .trainer import TrainResult, evaluate, optimizer_step, record_epoch
 
@@ -144,6 +145,7 @@ def _epoch_record(epoch, lr, tasks, train_stats, model, eval_batch_size) -> dict
     return record
 
 
+@exact_cudnn()
 def train_multitask(model: nn.Module, tasks: list[TaskData], cfg, *, seed: int, callbacks=(), penalties=(),
                     on_epoch: Callable[[dict], None] | None = None, run_dir=None,
                     description: str = "") -> TrainResult:

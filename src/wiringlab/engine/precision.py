@@ -12,6 +12,11 @@ they are part of the run id, `config.yaml` and the provenance in `summary.json`.
   vmapped forward) in `torch.compile` with that mode. "reduce-overhead" uses CUDA
   graphs: worth it on a GPU, where small MLP steps are launch-bound. The first epoch
   pays the compilation (tens of seconds on a 2-core CPU).
+
+Not opt-in: every training loop runs inside `exact_cudnn()`. cuDNN's defaults (torch
+2.13) compute fp32 convolutions in TF32 on Ampere and later GPUs and may choose
+nondeterministic backward algorithms, so a LeNet run on a GPU would neither be the fp32
+it records nor repeat with its seed.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["autocast", "compiled", "PRECISIONS", "COMPILE_MODES"]
+__all__ = ["autocast", "compiled", "exact_cudnn", "PRECISIONS", "COMPILE_MODES"]
 
 PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
@@ -52,3 +57,18 @@ def compiled(fn: Callable, mode: str) -> Callable:
     if mode not in COMPILE_MODES:
         raise ValueError(f"unknown compile mode {mode!r}; allowed: {', '.join(COMPILE_MODES)}")
     return torch.compile(fn, mode=mode)
+
+
+@contextlib.contextmanager
+def exact_cudnn():
+    """cuDNN in full fp32 with deterministic algorithms (no autotuning) inside; the previous
+    flags are restored on exit. Also usable as a decorator. No effect on CPU computations.
+
+    Pitfall: it sets the flags through torch's legacy `cudnn.flags`, because mixing that
+    API with the newer per-op `fp32_precision` settings makes torch raise on reads of
+    `cudnn.allow_tf32`.
+    """
+    cudnn = torch.backends.cudnn
+    with cudnn.flags(enabled=cudnn.enabled, benchmark=False, benchmark_limit=cudnn.benchmark_limit,
+                     deterministic=True, allow_tf32=False, depthwise_kernel=cudnn.depthwise_kernel):
+        yield

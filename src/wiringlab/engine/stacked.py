@@ -23,7 +23,7 @@ from torch.func import functional_call
 from ..seeding import make_generator
 from .callbacks import CallbackList, TrainState
 from .optim import lr_factor
-from .precision import autocast, compiled
+from .precision import autocast, compiled, exact_cudnn
 from .stacked_optim import StackedOptimizer
 from .stacking import StackedMembers
 from .tensors import DeviceData
@@ -145,6 +145,7 @@ def _member_states(stack, opt, data, cfg, seeds, run_dirs) -> list[TrainState]:
                        seeds[m], data.device, run_dirs[m]) for m, member in enumerate(stack.members)]
 
 
+@exact_cudnn()
 def train_stacked(
     models,
     data: DeviceData,

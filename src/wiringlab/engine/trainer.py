@@ -27,7 +27,7 @@ from ..layers import SeededDropout
 from ..seeding import make_generator
 from .callbacks import CallbackList, TrainState
 from .optim import build_lr_scheduler, build_optimizer, weight_parameters
-from .precision import autocast, compiled
+from .precision import autocast, compiled, exact_cudnn
 from .tensors import DeviceData, iterate_batches
 
 __all__ = ["TrainResult", "train", "evaluate", "optimizer_step", "keep_epoch_record", "record_epoch"]
@@ -133,6 +133,7 @@ def _run_epoch(model, forward, data, cfg, optimizer, penalties, callbacks, state
     return loss_sum.item() / n, correct.item() / n
 
 
+@exact_cudnn()
 def train(
     model: nn.Module,
     data: DeviceData,

@@ -186,9 +186,9 @@ class TrainConfig(StrictModel):
     @field_validator("device")
     @classmethod
     def _known_device(cls, device: str) -> str:
-        if device in ("auto", "cpu", "cuda", "mps") or device.startswith("cuda:"):
+        if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
             return device
-        raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
+        raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N")
 
 
 class DistanceRegrowConfig(StrictModel):

@@ -41,6 +41,10 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise RuntimeError(f"device {name!r} requested but {count} GPU(s) are visible (cuda:0 to cuda:{count - 1}); "
+                           "use --device cuda, auto, or a visible index")
     return device
 
 

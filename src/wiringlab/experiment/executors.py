@@ -184,7 +184,22 @@ class RayExecutor:
         return {"num_cpus": self.cpus_per_task, "num_gpus": self.gpus_per_task if wants_gpu else 0,
                 "max_retries": 0, "retry_exceptions": False, "name": name}
 
+    @staticmethod
+    def check(groups: list[Group]) -> None:
+        """Refuse `train.device: cuda:N` before anything runs: Ray shows a task only the GPU
+        it assigned, as `cuda`, so cuda:1 would fail in every task.
+
+        Raises:
+            ConfigError: a run names a GPU index."""
+        from .errors import ConfigError
+
+        for spec in (s for group in groups for s in group):
+            if spec.config.train.device.startswith("cuda:"):
+                raise ConfigError(f"{spec.run_id}: train.device={spec.config.train.device}, but under --executor ray "
+                                  "Ray assigns each task its GPU: set train.device to cuda or auto")
+
     def map(self, groups: list[Group], out_dir: Path) -> Iterator[list[dict]]:
+        self.check(groups)
         ray = _import_ray()
         out_dir = Path(out_dir).resolve()  # workers do not share the driver's working directory
         started = self._connect(ray)

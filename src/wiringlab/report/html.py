@@ -149,9 +149,10 @@ def _results_section(tables: ResultsTables) -> str:
             cells.append(f'<td class="num">{_e(s.format())}{ci}</td>')
         flag = f'<td class="bad">{_e(row.not_completed)}</td>' if row.not_completed else "<td>–</td>"
         rows.append(f"<tr><td>{_e(row.label)}</td><td class=\"num\">{row.n}</td>{''.join(cells)}{flag}</tr>")
+    warnings = "".join(f'<p class="bad"><strong>Warning.</strong> {_e(w)}</p>' for w in tables.warnings)
     return (f'<section id="results"><h2>Results</h2><p class="caption">{_e(RESULTS_CAPTION)}</p>'
             f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table></div></section>")
+            f"<tbody>{''.join(rows)}</tbody></table></div>{warnings}</section>")
 
 
 def _comparisons_section(tables: ResultsTables) -> str:

@@ -18,7 +18,7 @@ from ..experiment.store import atomic_write_text, write_csv
 from .stats import Comparison, Summary, holm, summarize, welch_test
 
 __all__ = ["group_by_label", "summary_rows", "write_summary_csv", "metric_values", "metric_names",
-           "ConfigRow", "ComparisonRow", "ResultsTables", "compute_tables", "render_markdown",
+           "ConfigRow", "ComparisonRow", "mixed_device_warnings", "ResultsTables", "compute_tables", "render_markdown",
            "render_table", "write_table", "format_number", "format_p", "PRIMARY_METRICS"]
 
 PRIMARY_METRICS = ["test_acc", "test_loss", "train_acc", "train_loss", "best_test_acc", "wall_time_s"]
@@ -129,6 +129,7 @@ class ResultsTables:
     rows: list[ConfigRow]
     compared_metrics: list[str]
     comparisons: list[ComparisonRow]  # empty when there is one config or no baseline
+    warnings: list[str]  # what makes a row's seeds not comparable (e.g. mixed devices); usually empty
 
 
 def _untestable_note(test: Comparison, n: int, n_baseline: int) -> str:
@@ -152,6 +153,29 @@ def _comparisons(groups, baseline: str, metrics: list[str]) -> list[ComparisonRo
             for (label, m, n, nb, test), p_holm in zip(raw, adjusted)]
 
 
+def _device_type(run: dict) -> str:
+    return str(run.get("provenance", {}).get("device", "unknown")).split(":")[0]
+
+
+def mixed_device_warnings(groups) -> list[str]:
+    """One line per config whose completed runs trained on more than one kind of device.
+
+    The same seed gives other numbers on a GPU than on a CPU (other random generators and
+    kernels), and the run id hashes the device as written (default `auto`), so a folder
+    resumed on another machine would otherwise pool both silently."""
+    out = []
+    for label, runs in groups.items():
+        kinds = OrderedDict()
+        for r in runs:
+            if r["status"] == "completed":
+                kinds[_device_type(r)] = kinds.get(_device_type(r), 0) + 1
+        if len(kinds) > 1:
+            split = ", ".join(f"{n} on {kind}" for kind, n in kinds.items())
+            out.append(f"{label}: seeds trained on different devices ({split}); CPU and GPU give different "
+                       "numbers for the same seed, so rerun them on one (--device) before comparing")
+    return out
+
+
 def compute_tables(recipe: dict, summaries: list[dict]) -> ResultsTables:
     """Every statistic of table.md and report.html, computed once.
 
@@ -171,7 +195,8 @@ def compute_tables(recipe: dict, summaries: list[dict]) -> ResultsTables:
     compared = COMPARED_PRIMARY + [m for m in metrics if m not in PRIMARY_METRICS]
     comparisons = _comparisons(groups, baseline, compared) if baseline in groups and len(groups) > 1 else []
     return ResultsTables(recipe.get("name", "results"), (recipe.get("question") or "").strip(),
-                         baseline if baseline in groups else None, metrics, rows, compared, comparisons)
+                         baseline if baseline in groups else None, metrics, rows, compared, comparisons,
+                         mixed_device_warnings(groups))
 
 
 RESULTS_CAPTION = ("Final-epoch metrics per config: mean ± sample std [95% t-interval] over the completed "
@@ -190,6 +215,7 @@ def render_markdown(tables: ResultsTables) -> str:
     for row in tables.rows:
         cells = " | ".join(row.cell_text(m) for m in tables.metrics)
         out.append(f"| {row.label} | {row.n} | {cells} | {row.not_completed or '–'} |")
+    out += [""] + [f"**Warning.** {w}" for w in tables.warnings] if tables.warnings else []
     if tables.comparisons:
         out += ["", f"## Compared with the baseline `{tables.baseline}`", "", COMPARISON_CAPTION, "",
                 "| config | metric | difference vs baseline | Welch t | p | p (Holm) |", "|---|---|---|---|---|---|"]

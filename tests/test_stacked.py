@@ -28,10 +28,13 @@ def _strip(history):
 
 
 @pytest.mark.parametrize("opt,lrs", [("sgd", [0.05, 0.02, 0.05]), ("adam", [1e-3, 3e-3, 1e-3]),
-                                     ("adamw", [1e-3, 2e-3, 1e-3]), ("rmsprop", [1e-3, 5e-4, 1e-3])])
+                                     ("adamw", [1e-3, 2e-3, 1e-3]), ("rmsprop", [1e-3, 5e-4, 1e-3]),
+                                     ("sgd", [0.05] * 3), ("adam", [1e-3] * 3)])  # one optimizer call for all
 def test_stacked_equals_sequential(opt, lrs):
     data = blob_data(n_train=480, n_test=200)  # 15 steps/epoch x 16 epochs = 240 steps
     seeds, wds, l1s = [0, 1, 2], [0.0, 1e-3, 5e-4], [0.0, 0.0, 1e-4]
+    if len(set(lrs)) == 1:  # the seeds of one config
+        wds, l1s = [1e-3] * 3, [1e-4] * 3
     cfgs = [_cfg(opt, lr, wd, l1, epochs=16) for lr, wd, l1 in zip(lrs, wds, l1s)]
     alone = [_model(s) for s in seeds]
     results_alone = [train(m, data, c, seed=s) for m, c, s in zip(alone, cfgs, seeds)]
@@ -83,3 +86,42 @@ def test_unstackable_models_say_why():
     with pytest.raises(ValueError, match="structure"):
         StackedMembers([_model(0), init_parameters_(build_model(MLPConfig(hidden=[8]), (20,), 4),
                                                      make_generator(0, "init"))])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
+def test_members_with_equal_hyperparameters_share_one_call_with_the_same_numbers(name):
+    """Neighbouring members with equal configs and lr are stepped as one slice. Each member
+    must still follow its own torch optimizer alone (the reference), including the first
+    momentum step and an lr change that splits a run. To float rounding, not bitwise:
+    torch's fused CPU kernels round the elements past the last full vector differently,
+    and where a member's elements fall relative to that boundary depends on the slice."""
+    from wiringlab.engine.optim import build_optimizer
+    from wiringlab.engine.stacked_optim import StackedOptimizer
+    from wiringlab.experiment.config import OptimizerConfig
+
+    same = OptimizerConfig(name=name, lr=0.01, momentum=0.9, weight_decay=1e-3)
+    configs = [same, same, same, OptimizerConfig(name=name, lr=0.02, momentum=0.9), same]
+    factors = [[1.0] * 5, [1.0] * 5, [0.5, 0.5, 0.25, 0.5, 0.5], [0.5, 0.5, 0.25, 0.5, 0.5]]  # step 2 splits a run
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, 6, 4, generator=g), torch.randn(5, 6, generator=g)]
+    grads = [[torch.randn(5, 6, 4, generator=g), torch.randn(5, 6, generator=g)] for _ in factors]
+
+    stacked = [p.clone().requires_grad_() for p in start]
+    opt = StackedOptimizer(stacked, name, configs)
+    assert opt._runs == [(0, 3), (3, 4), (4, 5)]
+    for grad, f in zip(grads, factors):
+        opt.set_lr_factors(f)
+        for p, gr in zip(stacked, grad):
+            p.grad = gr.clone()
+        opt.step()
+    assert opt._runs == [(0, 2), (2, 3), (3, 4), (4, 5)]
+    for m, config in enumerate(configs):
+        alone = [p[m].clone().requires_grad_() for p in start]
+        reference = build_optimizer(alone, config)
+        for grad, f in zip(grads, factors):
+            reference.param_groups[0]["lr"] = config.lr * f[m]
+            for p, gr in zip(alone, grad):
+                p.grad = gr[m].clone()
+            reference.step()
+        for a, b in zip(stacked, alone):
+            torch.testing.assert_close(a[m], b, rtol=1e-6, atol=1e-8)

@@ -5,7 +5,10 @@ Each member is updated by torch's own optimizer functions (`torch.optim.sgd.sgd`
 hyperparameters and the same flags as `optim.build_optimizer` (fused SGD/Adam/AdamW,
 single-tensor RMSprop). So a stacked member takes exactly the steps it would take
 alone, and members stay independent: nothing (gradient clipping, a global norm)
-mixes them.
+mixes them. Neighbouring members with the same hyperparameters and lr (the seeds of a
+config, configs that differ only in kernels or masks) share one call on their joint
+slice: these updates are elementwise, so the numbers are the same, with one call per
+run of members instead of one per member (a Python call and, on a GPU, kernel launches).
 
 Evidence (`bench/stacked.py`, 2-core CPU, 8 members of a 784-1000-1000-10 MLP): an
 earlier version updated all members at once with broadcast (M, 1, 1) hyperparameters;
@@ -50,12 +53,21 @@ class StackedOptimizer:
         self.lr = list(self.base_lr)
         self.step_count = 0
         self.state = [{k: torch.zeros_like(p) for k in _STATE_NAMES[name]} for p in self.params]
-        # torch's Adam/RMSprop keep a step tensor per parameter (fused Adam: float32 on its device)
-        self._steps = [[torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
-                       for _ in self.configs]
+        # torch's Adam/RMSprop count steps in a tensor per parameter (fused Adam: float32 on its
+        # device), incremented by each call. Every member steps every time, so one tensor per
+        # parameter serves all calls: it is set to the count before each.
+        self._steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+        self._runs = self._member_runs()
 
     def set_lr_factors(self, factors) -> None:
         self.lr = [base * float(factor) for base, factor in zip(self.base_lr, factors, strict=True)]
+        self._runs = self._member_runs()
+
+    def _member_runs(self) -> list[tuple[int, int]]:
+        """[start, stop) of each run of neighbouring members with equal configs and lr."""
+        starts = [m for m in range(len(self.configs))
+                  if m == 0 or (self.configs[m], self.lr[m]) != (self.configs[m - 1], self.lr[m - 1])]
+        return list(zip(starts, starts[1:] + [len(self.configs)]))
 
     def zero_grad(self) -> None:
         """Zero the gradients in place rather than dropping them: a stacked weight's
@@ -70,12 +82,12 @@ class StackedOptimizer:
     def step(self) -> None:
         self.step_count += 1
         live = [i for i, p in enumerate(self.params) if p.grad is not None]
-        for m, config in enumerate(self.configs):
-            params = [self.params[i][m] for i in live]
-            grads = [self.params[i].grad[m] for i in live]
-            states = [{k: v[m] for k, v in self.state[i].items()} for i in live]
-            steps = [self._steps[m][i] for i in live]
-            getattr(self, f"_{self.name}")(config, self.lr[m], params, grads, states, steps)
+        for a, b in self._runs:
+            params = [self.params[i][a:b] for i in live]  # (members of the run, ...)
+            grads = [self.params[i].grad[a:b] for i in live]
+            states = [{k: v[a:b] for k, v in self.state[i].items()} for i in live]
+            steps = [self._steps[i].fill_(self.step_count - 1) for i in live]
+            getattr(self, f"_{self.name}")(self.configs[a], self.lr[a], params, grads, states, steps)
 
     def _sgd(self, c, lr, params, grads, states, steps):
         momentum = c.momentum

@@ -1,11 +1,20 @@
 """No training step reads a value back to the host (issue 8: "no host sync per step").
 
-On a GPU every such read — `.item()`, `bool(t)`, `float(t)`, a data-dependent shape such
-as `nonzero` or boolean indexing — stalls the CPU until the stream drains. CI has no
-GPU, so this counts the aten ops that force one on any device, under a
-`TorchDispatchMode`, and checks that their number does not grow with the number of steps:
-per epoch (metrics, SET evolution, divergence check) is allowed, per step is not.
+On a GPU every such read — `.item()`, `bool(t)`, `float(t)`, `.tolist()`, `.cpu()`, a
+data-dependent shape such as `nonzero` or boolean indexing — stalls the CPU until the
+stream drains. CI has no GPU, so this counts, on CPU, the aten ops that force one on any
+device (under a `TorchDispatchMode`) and the Tensor methods that copy to the host (which
+on a CPU never reach the dispatcher, so they are wrapped for the duration), and checks
+that their number does not grow with the number of steps: per epoch (metrics, SET
+evolution, divergence check, snapshots) is allowed, per step is not.
+
+Pitfall: on CPU every tensor is a host tensor, so this also counts reads of tensors that
+on a GPU run would live on the host anyway (which cost Python time, not a sync).
 """
+
+import contextlib
+from collections import Counter
+from unittest import mock
 
 import pytest
 import torch
@@ -20,23 +29,44 @@ from wiringlab.experiment.execute import build_callbacks, build_penalties, build
 # Ops whose result the host must wait for: a scalar read, or an output whose size
 # depends on the values.
 HOST_READS = {"_local_scalar_dense", "is_nonzero", "equal", "nonzero", "masked_select", "unique_consecutive",
-              "_unique2", "unique_dim", "repeat_interleave"}
+              "_unique2", "unique_dim", "repeat_interleave", "bincount", "histc"}
+INDEXING = {"index", "index_put", "index_put_", "_index_put_impl_"}  # a host read with a boolean index
+HOST_COPIES = ("tolist", "numpy", "cpu", "__array__")  # device-to-host copies
 
 
 class HostReads(TorchDispatchMode):
-    """Counts calls of `HOST_READS` ops, and indexing with a boolean mask."""
+    """Counts calls of `HOST_READS` ops, indexing with a boolean mask, and `HOST_COPIES`."""
 
     def __init__(self):
         super().__init__()
         self.calls: list[str] = []
+        self._wrapped = contextlib.ExitStack()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func._schema.name.split("::")[-1]
-        boolean_index = name == "index" and any(
+        boolean_index = name in INDEXING and any(
             t is not None and t.dtype == torch.bool for t in (args[1] if len(args) > 1 else []))
         if name in HOST_READS or boolean_index:
             self.calls.append(name)
         return func(*args, **(kwargs or {}))
+
+    def _recording(self, name: str, method):
+        def record(tensor, *args, **kwargs):
+            self.calls.append(name)
+            return method(tensor, *args, **kwargs)
+        return record
+
+    def __enter__(self):
+        for name in HOST_COPIES:
+            self._wrapped.enter_context(mock.patch.object(torch.Tensor, name,
+                                                          self._recording(name, getattr(torch.Tensor, name))))
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._wrapped.close()
 
 
 SPARSE = {"type": "sparse", "density": 0.3}
@@ -90,12 +120,13 @@ def test_host_reads_do_not_grow_with_steps(runner, case, optimizer, l1):
 
 
 def test_the_counter_sees_a_per_step_read():
-    """The check above can fail: a callback that reads a weight every step is caught."""
+    """The check above can fail: a callback that reads weights every step is caught, both ways."""
     from wiringlab.engine import Callback
 
     class ReadsWeights(Callback):
         def on_step_end(self, state):
-            float(next(state.model.parameters()).detach().sum())
+            float(next(state.model.parameters()).detach().sum())  # a scalar read
+            next(state.model.parameters()).detach()[0].tolist()  # a copy to the host
 
     config = _config("plain", "sgd", 0.0)
 
@@ -106,7 +137,8 @@ def test_the_counter_sees_a_per_step_read():
             train(model, data, config.train, seed=0, callbacks=[ReadsWeights()])
         return counter.calls
 
-    assert len(reads(12 * 32)) - len(reads(4 * 32)) == 2 * 8  # 2 epochs x 8 more steps
+    extra = Counter(reads(12 * 32)) - Counter(reads(4 * 32))
+    assert extra["_local_scalar_dense"] == extra["tolist"] == 2 * 8  # 2 epochs x 8 more steps
 
 
 @pytest.mark.parametrize("condition", ["spatial_decay", "separate"])

@@ -116,44 +116,67 @@ def test_compiled_stack_equals_eager_stack():
 
 def _cudnn_flags():
     c = torch.backends.cudnn
-    return {"allow_tf32": c.allow_tf32, "deterministic": c.deterministic, "benchmark": c.benchmark}
+    return {"conv": c.conv.fp32_precision, "rnn": c.rnn.fp32_precision, "deterministic": c.deterministic,
+            "benchmark": c.benchmark}
 
 
+def _train_one_loop(loop, callback):
+    cfg = TrainConfig(epochs=1, batch_size=64, progress=False)
+    data = blob_data(n_train=128, n_test=32)
+    model = lambda s: init_parameters_(build_model(MLPConfig(hidden=[8]), (20,), 4), make_generator(s, "init"))  # noqa: E731
+    if loop == "alone":
+        train(model(0), data, cfg, seed=0, callbacks=[callback])
+    elif loop == "stacked":
+        train_stacked([model(0), model(1)], data, [cfg, cfg], seeds=[0, 1], callbacks=[[callback], []])
+    else:
+        from wiringlab.engine.multitask import TaskData, train_multitask
+        from wiringlab.experiment.config import MultitaskConfig
+        from wiringlab.experiment.multitask_run import build_multitask_run_model
+
+        tasks = [TaskData("a", data, 1.0, 64), TaskData("b", blob_data(n_train=64, n_test=32, seed=1), 0.5, 64)]
+        config = RunConfig(multitask=MultitaskConfig(condition="separate", width=8, depth=1, tasks={
+            name: {"data": {"name": "synthetic"}} for name in ("a", "b")}))
+        train_multitask(build_multitask_run_model(config, tasks, torch.device("cpu")), tasks, cfg, seed=0,
+                        callbacks=[callback])
+
+
+def _legacy_tf32_off():
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def _newer_api_ieee():
+    torch.backends.fp32_precision = "ieee"
+
+
+@pytest.mark.parametrize("user_setting", [None, _legacy_tf32_off, _newer_api_ieee],
+                         ids=["defaults", "legacy allow_tf32", "newer fp32_precision"])
 @pytest.mark.parametrize("loop", ["alone", "stacked", "multitask"])
-def test_training_runs_with_exact_cudnn_and_restores_the_flags(loop):
+def test_training_runs_with_exact_cudnn_and_restores_the_flags(loop, user_setting):
     """Inside every training loop cuDNN is fp32 (no TF32) and deterministic — what a LeNet
     run on a GPU needs to be the fp32, repeatable run it records; outside, the user's
-    flags are back. (The flags are readable on CPU; their effect needs a GPU.)"""
+    flags are back, whichever of torch's two TF32 APIs the user set them with (mixing the
+    two makes torch raise). The flags are readable on CPU; their effect needs a GPU."""
     from wiringlab.engine import Callback
 
     class Seen(Callback):
-        flags = []
+        def __init__(self):
+            self.flags = []
 
         def on_step_end(self, state):
             self.flags.append(_cudnn_flags())
 
-    before = _cudnn_flags()
-    torch.backends.cudnn.benchmark = True  # as a user may have set it
+    c = torch.backends.cudnn
+    defaults = (c.benchmark, c.allow_tf32, torch.backends.fp32_precision)
     try:
-        cfg = TrainConfig(epochs=1, batch_size=64, progress=False)
-        data = blob_data(n_train=128, n_test=32)
-        model = lambda s: init_parameters_(build_model(MLPConfig(hidden=[8]), (20,), 4), make_generator(s, "init"))  # noqa: E731
-        if loop == "alone":
-            train(model(0), data, cfg, seed=0, callbacks=[Seen()])
-        elif loop == "stacked":
-            train_stacked([model(0), model(1)], data, [cfg, cfg], seeds=[0, 1], callbacks=[[Seen()], []])
-        else:
-            from wiringlab.engine.multitask import TaskData, train_multitask
-            from wiringlab.experiment.config import MultitaskConfig
-            from wiringlab.experiment.multitask_run import build_multitask_run_model
-
-            tasks = [TaskData("a", data, 1.0, 64), TaskData("b", blob_data(n_train=64, n_test=32, seed=1), 0.5, 64)]
-            config = RunConfig(multitask=MultitaskConfig(condition="separate", width=8, depth=1, tasks={
-                name: {"data": {"name": "synthetic"}} for name in ("a", "b")}))
-            train_multitask(build_multitask_run_model(config, tasks, torch.device("cpu")), tasks, cfg, seed=0,
-                            callbacks=[Seen()])
-        assert Seen.flags and all(f == {"allow_tf32": False, "deterministic": True, "benchmark": False}
-                                  for f in Seen.flags)
-        assert _cudnn_flags() == {**before, "benchmark": True}
+        c.benchmark = True  # as a user may have set it
+        if user_setting:
+            user_setting()
+        before, seen = _cudnn_flags(), Seen()
+        _train_one_loop(loop, seen)
+        assert seen.flags and all(f["conv"] in ("ieee", "none") and f["rnn"] == f["conv"] and f["deterministic"]
+                                  and not f["benchmark"] for f in seen.flags)
+        assert _cudnn_flags() == before
     finally:
-        torch.backends.cudnn.benchmark = before["benchmark"]
+        torch.backends.fp32_precision = defaults[2]
+        c.conv.fp32_precision = c.rnn.fp32_precision = "tf32"  # torch's defaults; readable by both APIs again
+        c.benchmark, c.allow_tf32 = defaults[:2]

@@ -64,11 +64,27 @@ def exact_cudnn():
     """cuDNN in full fp32 with deterministic algorithms (no autotuning) inside; the previous
     flags are restored on exit. Also usable as a decorator. No effect on CPU computations.
 
-    Pitfall: it sets the flags through torch's legacy `cudnn.flags`, because mixing that
-    API with the newer per-op `fp32_precision` settings makes torch raise on reads of
-    `cudnn.allow_tf32`.
+    Pitfall: torch has two APIs for TF32 and raises when code reads the legacy flag
+    (`cudnn.allow_tf32`) after the newer per-op `fp32_precision` settings were used. So
+    this speaks the API the process already uses: the legacy flag while it is readable,
+    the per-op settings otherwise.
     """
     cudnn = torch.backends.cudnn
-    with cudnn.flags(enabled=cudnn.enabled, benchmark=False, benchmark_limit=cudnn.benchmark_limit,
-                     deterministic=True, allow_tf32=False, depthwise_kernel=cudnn.depthwise_kernel):
+    saved = (cudnn.benchmark, cudnn.deterministic)
+    try:
+        legacy = cudnn.allow_tf32
+    except RuntimeError:  # the newer API is in use
+        legacy, precisions = None, (cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision)
+    try:
+        cudnn.benchmark, cudnn.deterministic = False, True
+        if legacy is None:
+            cudnn.conv.fp32_precision = cudnn.rnn.fp32_precision = "ieee"
+        else:
+            cudnn.allow_tf32 = False
         yield
+    finally:
+        cudnn.benchmark, cudnn.deterministic = saved
+        if legacy is None:
+            cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = precisions
+        else:
+            cudnn.allow_tf32 = legacy

@@ -7,8 +7,10 @@ single-tensor RMSprop). So a stacked member takes exactly the steps it would tak
 alone, and members stay independent: nothing (gradient clipping, a global norm)
 mixes them. Neighbouring members with the same hyperparameters and lr (the seeds of a
 config, configs that differ only in kernels or masks) share one call on their joint
-slice: these updates are elementwise, so the numbers are the same, with one call per
-run of members instead of one per member (a Python call and, on a GPU, kernel launches).
+slice: these updates are elementwise, so the numbers are the same to float rounding
+(torch's fused CPU SGD rounds the elements past its last full vector differently), with
+one call per run of members instead of one per member (a Python call and, on a GPU,
+kernel launches).
 
 Evidence (`bench/stacked.py`, 2-core CPU, 8 members of a 784-1000-1000-10 MLP): an
 earlier version updated all members at once with broadcast (M, 1, 1) hyperparameters;
@@ -51,11 +53,13 @@ class StackedOptimizer:
         # Python floats, not tensors: the lr is host bookkeeping, read every step
         self.base_lr = [float(c.lr) for c in configs]
         self.lr = list(self.base_lr)
-        self.step_count = 0
         self.state = [{k: torch.zeros_like(p) for k in _STATE_NAMES[name]} for p in self.params]
-        # torch's Adam/RMSprop count steps in a tensor per parameter (fused Adam: float32 on its
-        # device), incremented by each call. Every member steps every time, so one tensor per
-        # parameter serves all calls: it is set to the count before each.
+        # Steps per parameter that had a gradient, as torch counts them (a parameter the loss
+        # reaches only later starts later). Adam/RMSprop read the count from a tensor per
+        # parameter (fused Adam: float32 on its device) that each call increments; every
+        # member steps every time, so one tensor per parameter serves all the runs' calls,
+        # set to the count before each.
+        self.step_counts = [0] * len(self.params)
         self._steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
         self._runs = self._member_runs()
 
@@ -80,24 +84,22 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step(self) -> None:
-        self.step_count += 1
         live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        for i in live:
+            self.step_counts[i] += 1
+        counts = [self.step_counts[i] for i in live]
         for a, b in self._runs:
             params = [self.params[i][a:b] for i in live]  # (members of the run, ...)
             grads = [self.params[i].grad[a:b] for i in live]
             states = [{k: v[a:b] for k, v in self.state[i].items()} for i in live]
-            steps = [self._steps[i].fill_(self.step_count - 1) for i in live]
+            steps = [] if self.name == "sgd" else [self._steps[i].fill_(n - 1) for i, n in zip(live, counts)]
             getattr(self, f"_{self.name}")(self.configs[a], self.lr[a], params, grads, states, steps)
 
     def _sgd(self, c, lr, params, grads, states, steps):
-        momentum = c.momentum
-        first = self.step_count == 1 and momentum > 0  # torch starts the buffer from the first gradient
-        buffers = [None if first else s["momentum_buffer"] for s in states]
-        sgd.sgd(params, grads, buffers, fused=True, weight_decay=c.weight_decay, momentum=momentum, lr=lr,
-                dampening=0.0, nesterov=c.nesterov and momentum > 0, maximize=False)
-        if first:
-            for s, b in zip(states, buffers):
-                s["momentum_buffer"].copy_(b)
+        # Zero-initialised buffers reproduce torch's first step exactly: it copies the first
+        # gradient into a new buffer, and with dampening 0, momentum * 0 + g is that gradient.
+        sgd.sgd(params, grads, [s["momentum_buffer"] for s in states], fused=True, weight_decay=c.weight_decay,
+                momentum=c.momentum, lr=lr, dampening=0.0, nesterov=c.nesterov and c.momentum > 0, maximize=False)
 
     def _adam(self, c, lr, params, grads, states, steps, decoupled: bool = False):
         adam.adam(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [], steps,

@@ -8,6 +8,8 @@ but the code version and the device.
 
 from __future__ import annotations
 
+import re
+
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
@@ -186,7 +188,7 @@ class TrainConfig(StrictModel):
     @field_validator("device")
     @classmethod
     def _known_device(cls, device: str) -> str:
-        if device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
+        if device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", device):
             return device
         raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N")
 

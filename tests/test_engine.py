@@ -1,5 +1,7 @@
 import math
 
+import pytest
+import torch
 
 from helpers import blob_data
 from wiringlab.engine import Callback, train
@@ -90,3 +92,32 @@ def test_every_optimizer_and_schedule_trains():
             assert result.final["test_acc"] > 0.6, (opt, sched)
             if sched == "step":
                 assert result.history[1]["lr"] == lr * 0.5
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_with_a_parameter_reached_later_equals_torch(nesterov):
+    """A parameter whose first gradient comes after step 1 (torch's fused SGD raised a
+    TypeError there): `build_optimizer`'s SGD equals torch's plain SGD, bit for bit."""
+    from wiringlab.engine.optim import build_optimizer
+    from wiringlab.experiment.config import OptimizerConfig
+
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(7, 5, generator=g), torch.randn(7, generator=g)]
+    grads = [[torch.randn(7, 5, generator=g), None if step == 0 else torch.randn(7, generator=g)]
+             for step in range(4)]
+    config = OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=1e-3)
+
+    def run(make):
+        params = [p.clone().requires_grad_() for p in start]
+        optimizer = make(params)
+        for grad in grads:
+            for p, gr in zip(params, grad):
+                p.grad = None if gr is None else gr.clone()
+            optimizer.step()
+        return params
+
+    ours = run(lambda ps: build_optimizer(ps, config))
+    reference = run(lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=1e-3,
+                                               foreach=False))
+    for a, b in zip(ours, reference):
+        assert torch.equal(a, b)

@@ -21,8 +21,15 @@ def build_optimizer(params, config) -> torch.optim.Optimizer:
     """Return the optimizer `config` (an `OptimizerConfig`) names over `params`."""
     common = dict(lr=config.lr, weight_decay=config.weight_decay)
     if config.name == "sgd":
-        return torch.optim.SGD(params, momentum=config.momentum, fused=True,
-                               nesterov=config.nesterov and config.momentum > 0, **common)
+        optimizer = torch.optim.SGD(params, momentum=config.momentum, fused=True,
+                                    nesterov=config.nesterov and config.momentum > 0, **common)
+        if config.momentum > 0:
+            # Fused SGD raises (a TypeError) when one parameter's buffer starts later than
+            # another's, e.g. one the loss reaches only after the first step. Zero buffers
+            # give torch's first step exactly: with dampening 0, momentum * 0 + g = g.
+            for p in optimizer.param_groups[0]["params"]:
+                optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return optimizer
     if config.name == "adam":
         return torch.optim.Adam(params, betas=config.betas, eps=config.eps, fused=True, **common)
     if config.name == "adamw":

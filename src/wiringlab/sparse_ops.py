@@ -140,19 +140,19 @@ class NumbaCSRKernels:
                                     "pip install 'wiringlab[numba]' (or use csr_kernel: torch)") from err
         self._k = csr_kernels_numba
 
-    def _arrays(self, *tensors: torch.Tensor):
-        if any(t.device.type != "cpu" for t in tensors):
+    def _arrays(self, *tensors: torch.Tensor | None):
+        """numpy views of `tensors` (None passes through: the kernels' "no permutation")."""
+        if any(t is not None and t.device.type != "cpu" for t in tensors):
             raise ValueError("csr_kernel: numba runs on CPU tensors only; use csr_kernel: torch on a GPU")
         self._k.set_threads(torch.get_num_threads())
-        return [t.detach().contiguous().numpy() for t in tensors]
+        return [None if t is None else t.detach().contiguous().numpy() for t in tensors]
 
     # torch.compile must not trace into numba (a cold numba dispatcher crashes dynamo): each
     # product is a graph break, as torch's own sparse kernels are opaque calls too.
     @torch.compiler.disable
     def matmul(self, pattern, values, dense_t):
         out = dense_t.new_empty(pattern.shape[0], dense_t.shape[1])
-        crow, col, values_np, dense, out_np = self._arrays(pattern.crow, pattern.col, values, dense_t, out)
-        self._k.csr_times_dense(crow, col, values_np, None, dense, out_np)
+        self._k.csr_times_dense(*self._arrays(pattern.crow, pattern.col, values, None, dense_t, out))
         return out
 
     @torch.compiler.disable

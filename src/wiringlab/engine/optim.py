@@ -28,7 +28,7 @@ def build_optimizer(params, config) -> torch.optim.Optimizer:
             # another's, e.g. one the loss reaches only after the first step. Zero buffers
             # give torch's first step exactly: with dampening 0, momentum * 0 + g = g.
             for p in optimizer.param_groups[0]["params"]:
-                optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
         return optimizer
     if config.name == "adam":
         return torch.optim.Adam(params, betas=config.betas, eps=config.eps, fused=True, **common)

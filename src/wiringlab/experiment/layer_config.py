@@ -30,7 +30,7 @@ class SparseLayerConfig(StrictModel):
     # (`CSRSparseLinear`, same numbers, faster from ~85%); null: always masked dense (stackable)
     csr_threshold: float | None = Field(default=0.9, ge=0.0, le=1.0)
     # who computes a CSR layer's products: torch's sparse kernels (any device) or wiringlab's
-    # numba kernels (CPU only, ~1.2-1.3x faster here; pip install 'wiringlab[numba]')
+    # numba kernels (CPU only, 1.3-1.5x faster per step here; pip install 'wiringlab[numba]')
     csr_kernel: Literal["torch", "numba"] = "torch"
 
 

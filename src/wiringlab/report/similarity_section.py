@@ -72,10 +72,11 @@ def _test_subset(config: RunConfig, cache: dict, samples: int):
 
 
 def _view(run_dir: Path, summary: dict, cache: dict, samples: int) -> _RunView:
-    config = RunConfig.model_validate(RunFolder(run_dir).read_config())
+    folder = RunFolder(run_dir)
+    config = RunConfig.model_validate(folder.read_config())
     x, y, input_shape, num_classes = _test_subset(config, cache, samples)
     model = build_run_model(config, input_shape, num_classes, torch.device("cpu"), dense=True)
-    model.load_state_dict(RunFolder(run_dir).read_weights())
+    model.load_state_dict(folder.read_weights())
     model.eval()
     hidden = unit_chain(model).layers[:-1]
     sensitivity = []

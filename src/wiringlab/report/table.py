@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from ..experiment.store import atomic_write_text, write_csv
@@ -165,10 +165,7 @@ def mixed_device_warnings(groups) -> list[str]:
     resumed on another machine would otherwise pool both silently."""
     out = []
     for label, runs in groups.items():
-        kinds = OrderedDict()
-        for r in runs:
-            if r["status"] == "completed":
-                kinds[_device_type(r)] = kinds.get(_device_type(r), 0) + 1
+        kinds = Counter(_device_type(r) for r in runs if r["status"] == "completed")  # first-seen order
         if len(kinds) > 1:
             split = ", ".join(f"{n} on {kind}" for kind, n in kinds.items())
             out.append(f"{label}: seeds trained on different devices ({split}); CPU and GPU give different "
@@ -215,7 +212,8 @@ def render_markdown(tables: ResultsTables) -> str:
     for row in tables.rows:
         cells = " | ".join(row.cell_text(m) for m in tables.metrics)
         out.append(f"| {row.label} | {row.n} | {cells} | {row.not_completed or '–'} |")
-    out += [""] + [f"**Warning.** {w}" for w in tables.warnings] if tables.warnings else []
+    if tables.warnings:
+        out += ["", *(f"**Warning.** {w}" for w in tables.warnings)]
     if tables.comparisons:
         out += ["", f"## Compared with the baseline `{tables.baseline}`", "", COMPARISON_CAPTION, "",
                 "| config | metric | difference vs baseline | Welch t | p | p (Holm) |", "|---|---|---|---|---|---|"]

@@ -72,6 +72,13 @@ def test_large_sparse_mask_uses_rejection_and_stays_exact():
     assert len(torch.unique(chosen)) == 100_000 and not bool(mask.view(-1)[chosen].any())
 
 
+@given(st.lists(st.integers(0, 12), max_size=40))
+def test_unique_in_order_keeps_first_occurrences_in_draw_order(draws):
+    # The rejection sampler's answer is the first `count` distinct draws: order matters.
+    expected = list(dict.fromkeys(draws))
+    assert sp._unique_in_order(torch.tensor(draws, dtype=torch.long)).tolist() == expected
+
+
 def test_sampling_too_many_is_an_error():
     with pytest.raises(ValueError, match="only 2"):
         sp.sample_empty_positions(torch.tensor([True, False, False]), 3, _gen())

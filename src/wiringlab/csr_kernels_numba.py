@@ -9,8 +9,10 @@ Evidence (`bench/sparse_step.py`, 3072-1024-512-10 MLP step at batch 128, 2 CPU 
 one process): at 95% sparsity 2.6–3.3x faster than dense against 1.9–2.2x with torch's
 (MKL) kernels in the same run. Each active weight reads one row of the dense operand
 (B floats) for B multiply-adds, so the products are bound by memory bandwidth; these
-loops accumulate each output row in a B-float buffer that stays in L1, and need no
-zero-filled output or cloned operands.
+loops accumulate each output row in place (B floats that stay in L1), zeroing it first,
+and need no cloned operands. Accumulating in the output row rather than in a per-row
+scratch array saves one allocation per row: 15–35% of the product at 99% sparsity, where
+rows hold ~30 weights (1024×3072 and its transpose, B = 128).
 Both kernels take four active weights per pass: four independent rows in flight, and one
 load and store of the accumulator per four rows. That measured 25–35% faster than one
 weight per pass at 90–99% sparsity (1024×3072 and 512×1024 patterns, B = 128).
@@ -30,7 +32,6 @@ Pitfalls:
 from __future__ import annotations
 
 import numba
-import numpy as np
 from numba import njit, prange
 
 __all__ = ["csr_times_dense", "sampled_dot", "set_threads", "threading_layer"]
@@ -57,7 +58,8 @@ def csr_times_dense(crow, col, values, perm, dense, out):  # pragma: no cover - 
     """out (rows, B) = CSR(crow, col, values) @ dense (cols, B); with `perm` (not None) the
     k-th value is values[perm[k]]."""
     for r in prange(out.shape[0]):
-        acc = np.zeros_like(out[r])  # (B,)
+        acc = out[r]  # (B,)
+        acc[:] = 0
         k, end = crow[r], crow[r + 1]
         while k + 4 <= end:
             _add_four_rows(acc, k, col, values, perm, dense)
@@ -66,7 +68,6 @@ def csr_times_dense(crow, col, values, perm, dense, out):  # pragma: no cover - 
             v, row = _value(values, perm, k), dense[col[k]]
             for b in range(acc.shape[0]):
                 acc[b] += v * row[b]
-        out[r] = acc
 
 
 @njit(inline="always", fastmath=True)

@@ -57,12 +57,17 @@ def active_count(numel: int, density: float) -> int:
 
 
 def _unique_in_order(values: torch.Tensor) -> torch.Tensor:
-    """Distinct values of a 1-D tensor in the order of their first occurrence."""
-    unique, inverse = torch.unique(values, return_inverse=True)
-    positions = torch.arange(len(values), device=values.device)
-    first = torch.full((len(unique),), len(values), dtype=torch.long, device=values.device)
-    first.scatter_reduce_(0, inverse, positions, reduce="amin")
-    return unique[first.argsort()]
+    """Distinct values of a 1-D tensor in the order of their first occurrence.
+
+    A stable sort puts each value's first occurrence first in its run; marking those
+    positions and reading them in position order needs no second sort (3x faster than
+    `torch.unique` + `argsort` on 60k draws, 2 CPU threads)."""
+    ordered, order = torch.sort(values, stable=True)
+    run_start = torch.ones_like(ordered, dtype=torch.bool)
+    run_start[1:] = ordered[1:] != ordered[:-1]
+    first = torch.zeros_like(values, dtype=torch.bool)
+    first[order[run_start]] = True
+    return values[first]
 
 
 def _rejection_sample(occupied: torch.Tensor, count: int, n_empty: int, generator) -> torch.Tensor:
@@ -73,7 +78,7 @@ def _rejection_sample(occupied: torch.Tensor, count: int, n_empty: int, generato
         need = count - len(chosen)
         draws = min(int(need * n / n_empty * 1.25) + 64, 1 << 24)
         candidates = torch.randint(n, (draws,), generator=generator, device=occupied.device)
-        candidates = candidates[~occupied[candidates]]
+        candidates = candidates[~occupied.index_select(0, candidates)]  # index_select: 2x faster than [ ]
         chosen = _unique_in_order(torch.cat([chosen, candidates]))
     return chosen[:count]
 
@@ -117,18 +122,24 @@ def random_mask(shape, density: float, generator: torch.Generator, device=None) 
     return mask
 
 
-def _stable_smallest(keys: torch.Tensor, k: int) -> torch.Tensor:
-    """Positions of the k smallest keys, ties going to the lower position (the first k
-    of a stable sort, as a set, in no particular order). A k-th value threshold instead
-    of a sort: 2 ms against 16 ms for 150k keys on 2 CPU threads."""
+def _smallest(keys: torch.Tensor, k: int, eligible: torch.Tensor | None = None) -> torch.Tensor:
+    """Bool mask of the k smallest keys (among `eligible` ones, if given), ties going to
+    the lower position, as a stable sort's first k would. A k-th value threshold instead
+    of a sort (2 ms against 16 ms for 150k keys on 2 CPU threads), and a mask rather than
+    indices, so callers read the chosen positions in order without sorting them."""
+    chosen = torch.zeros_like(keys, dtype=torch.bool)
     if k <= 0:
-        return torch.zeros(0, dtype=torch.long, device=keys.device)
-    if k >= len(keys):
-        return torch.arange(len(keys), device=keys.device)
-    threshold = torch.kthvalue(keys, k).values
-    below = (keys < threshold).nonzero().squeeze(1)
-    ties = (keys == threshold).nonzero().squeeze(1)[: k - len(below)]  # index order: lower positions first
-    return torch.cat([below, ties])
+        return chosen
+    if eligible is None:
+        if k >= len(keys):
+            return ~chosen
+        threshold = torch.kthvalue(keys, k).values
+        below, ties = keys < threshold, keys == threshold
+    else:  # the threshold among eligible keys only: kthvalue is 2x slower with filler keys
+        threshold = torch.kthvalue(keys[eligible], k).values
+        below, ties = (keys < threshold) & eligible, (keys == threshold) & eligible
+    room = k - below.sum()  # ties taken, in position order
+    return below | (ties & (ties.cumsum(0) <= room))
 
 
 def prune_sign(weights: torch.Tensor, mask: torch.Tensor, zeta: float) -> torch.Tensor:
@@ -151,12 +162,12 @@ def prune_sign(weights: torch.Tensor, mask: torch.Tensor, zeta: float) -> torch.
 def prune_sign_active(active: torch.Tensor, values: torch.Tensor, zeta: float) -> torch.Tensor:
     """`prune_sign` given the sorted flat positions of the active entries and their values
     (what a compressed layer holds: no dense weight or mask is read)."""
-    picked = [active[values == 0]]
+    picked = values == 0
     for sign in (1.0, -1.0):
-        side = (values * sign > 0).nonzero().squeeze(1)  # index order, so ties are stable
-        k = int(zeta * len(side))
-        picked.append(active[side[_stable_smallest(values[side] * sign, k)]])
-    return torch.cat(picked).sort().values
+        signed = values * sign
+        side = signed > 0
+        picked |= _smallest(signed, int(zeta * int(side.count_nonzero())), side)
+    return active[picked]  # active is sorted, so is this
 
 
 def prune_magnitude(weights: torch.Tensor, mask: torch.Tensor, zeta: float) -> torch.Tensor:
@@ -171,7 +182,7 @@ def prune_magnitude(weights: torch.Tensor, mask: torch.Tensor, zeta: float) -> t
 
 def prune_magnitude_active(active: torch.Tensor, values: torch.Tensor, zeta: float) -> torch.Tensor:
     """`prune_magnitude` given the sorted active positions and their values."""
-    return active[_stable_smallest(values.abs(), int(zeta * len(active)))].sort().values
+    return active[_smallest(values.abs(), int(zeta * len(active)))]  # sorted, as active is
 
 
 def prune(rule: str, weights: torch.Tensor, mask: torch.Tensor, zeta: float) -> torch.Tensor:
@@ -299,10 +310,10 @@ def apply_evolution(mask: torch.Tensor, pruned: torch.Tensor, regrown: torch.Ten
             after pruning (either would change the density).
     """
     flat = mask.reshape(-1).bool().clone()
-    if not bool(flat[pruned].all()):
+    if not bool(flat.index_select(0, pruned).all()):
         raise ValueError("pruned positions must be active")
     flat[pruned] = False
-    if bool(flat[regrown].any()) or len(torch.unique(regrown)) != len(regrown):
+    if bool(flat.index_select(0, regrown).any()) or len(torch.unique(regrown)) != len(regrown):
         raise ValueError("regrown positions must be distinct and empty after pruning")
     flat[regrown] = True
     return flat.view_as(mask)

@@ -65,9 +65,10 @@ class CSRPattern:
         rows, cols = positions // in_f, positions % in_f
         crow = _pointers(rows, out_f)
         t_perm = torch.sort(cols.to(torch.int32), stable=True).indices  # by column; rows stay ascending
-        t_crow = _pointers(cols[t_perm], in_f)
+        t_crow = _pointers(cols.index_select(0, t_perm), in_f)  # index_select: 2-3x faster than [ ] on CPU
         index = torch.int32 if out_f * in_f < 2**31 else torch.int64
-        return cls((out_f, in_f), crow.to(index), cols.to(index), t_crow.to(index), rows[t_perm].to(index), t_perm)
+        return cls((out_f, in_f), crow.to(index), cols.to(index), t_crow.to(index),
+                   rows.index_select(0, t_perm).to(index), t_perm)
 
     def positions(self) -> torch.Tensor:
         """Sorted flat int64 indices of the active entries (row-major, the values' order)."""
@@ -80,7 +81,7 @@ class CSRPattern:
 
     def transposed(self, values: torch.Tensor) -> torch.Tensor:
         """W^T as a sparse CSR tensor (values reordered by t_perm)."""
-        return torch.sparse_csr_tensor(self.t_crow, self.t_col, values[self.t_perm], self.shape[::-1],
+        return torch.sparse_csr_tensor(self.t_crow, self.t_col, values.index_select(0, self.t_perm), self.shape[::-1],
                                        check_invariants=False)
 
 

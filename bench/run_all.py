@@ -25,8 +25,8 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
     "throughput": (["--samples", "12800", "--rounds", "3"], ["--samples", "3200", "--rounds", "2"]),
     "spatial_step": ([], ["--steps", "10", "--rounds", "2"]),
-    "stacked": (["--members", "8", "--samples", "6400", "--rounds", "3"],
-                ["--members", "8", "--samples", "1280", "--rounds", "2"]),
+    "stacked": (["--members", "8", "--samples", "6400", "--rounds", "3", "--workers", "2"],
+                ["--members", "8", "--samples", "1280", "--rounds", "2", "--workers", "2"]),
     "sparse_step": ([], ["--steps", "10", "--rounds", "2"]),
     "sparse_scale": ([], ["--size", "4000"]),
     "snapshots": ([], ["--samples", "3000", "--epochs", "2", "--rounds", "2"]),

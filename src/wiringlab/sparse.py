@@ -130,9 +130,9 @@ def _smallest(keys: torch.Tensor, k: int, eligible: torch.Tensor | None = None) 
     chosen = torch.zeros_like(keys, dtype=torch.bool)
     if k <= 0:
         return chosen
+    if k >= (len(keys) if eligible is None else int(eligible.count_nonzero())):  # all of them (zeta >= 1)
+        return ~chosen if eligible is None else eligible.clone()
     if eligible is None:
-        if k >= len(keys):
-            return ~chosen
         threshold = torch.kthvalue(keys, k).values
         below, ties = keys < threshold, keys == threshold
     else:  # the threshold among eligible keys only: kthvalue is 2x slower with filler keys

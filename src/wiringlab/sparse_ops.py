@@ -158,10 +158,10 @@ class NumbaCSRKernels:
     # product is a graph break, as torch's own sparse kernels are opaque calls too.
     @torch.compiler.disable
     def feature_major(self, x):
-        if not x.is_contiguous():  # e.g. a transposed view: torch's copy, free in that case
-            return x.t().contiguous()
+        if x.t().is_contiguous():  # x is a transposed view (or one row or column): free
+            return x.t()
         out = x.new_empty(x.shape[1], x.shape[0])  # (in, B)
-        self._k.transpose(*self._arrays(x, out))
+        self._k.transpose(*self._arrays(x, out))  # a strided x is first made row-major by torch
         return out
 
     @torch.compiler.disable

@@ -23,7 +23,7 @@ Pitfalls:
     * The output (B, out) is column-major (a transposed view of the kernels' (out, B)
       result), so the next CSR layer reads it without a copy. `.reshape` works as on any
       tensor; a `.view` that merges the batch and feature dimensions (`y.view(-1)`)
-      raises, so call `.contiguous()` first.
+      raises when B > 1 and out > 1, so call `.contiguous()` first.
       Returning it row-major measured slower (`bench/sparse_step.py`: 5.7 against 3.7 ms
       per step at 99%, alternating runs).
     * Not stackable (`cannot_stack`): a custom autograd function cannot be vmapped.

@@ -79,6 +79,33 @@ def test_members_alias_the_stack_and_resync_repairs_replacement():
     assert torch.equal(stack.params["stack.hidden.0.0.weight"][1], torch.ones_like(layer.weight))
 
 
+def test_weight_gradients_are_taken_over_without_an_accumulation_pass():
+    """vmapped linear layers deliver (M, in, out) gradients viewed as (M, out, in): the stack
+    stores those weights in that layout, so no step adds or copies into a zeroed buffer of
+    a weight's size, and members get contiguous weights back after training."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    models = [_model(0), _model(1)]
+    sizes = {p.numel() * 2 for n, p in models[0].named_parameters() if p.dim() == 2}  # (M, out, in)
+
+    class WeightSizedWrites(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name in ("add_", "fill_", "zero_", "copy_") and args[0].numel() in sizes:
+                self.calls.append(name)
+            return func(*args, **(kwargs or {}))
+
+    with WeightSizedWrites() as writes:
+        train_stacked(models, blob_data(n_train=256), [_cfg("sgd", 0.05)] * 2, seeds=[0, 1])
+    steps = 3 * 256 // 32
+    assert writes.calls.count("add_") + writes.calls.count("fill_") + writes.calls.count("zero_") < steps, writes.calls
+    assert all(p.is_contiguous() for m in models for p in m.parameters())
+
+
 def test_unstackable_models_say_why():
     assert "BatchNorm" in stackable(_model(0, batchnorm=True))
     assert "dropout" in stackable(_model(0, dropout=0.2))

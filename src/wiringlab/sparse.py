@@ -25,7 +25,7 @@ __all__ = [
     "er_density", "active_count", "sample_empty_positions", "random_mask",
     "prune_sign", "prune_magnitude", "prune", "PRUNE_RULES",
     "regrow_random", "regrow_gradient", "regrow_distance", "regrow", "REGROW_RULES",
-    "apply_evolution", "regrown_values", "prune_active", "zeta_at", "reset_optimizer_state_",
+    "apply_evolution", "regrown_values", "prune_active", "zeta_at", "reset_optimizer_state_", "put_flat_",
 ]
 
 PRUNE_RULES = ("sign", "magnitude")
@@ -358,6 +358,14 @@ def reset_optimizer_state_(optimizer: torch.optim.Optimizer, param: torch.Tensor
     reset = 0
     for value in optimizer.state.get(param, {}).values():
         if torch.is_tensor(value) and value.shape == param.shape:
-            value.view(-1).index_fill_(0, flat_index.to(value.device), 0)
+            put_flat_(value, flat_index, 0.0)
             reset += 1
     return reset
+
+
+def put_flat_(tensor: torch.Tensor, flat_index: torch.Tensor, values) -> None:
+    """`tensor.view(-1)[flat_index] = values` for a tensor of any strides, in place (a
+    stacked member's weight and optimizer state may be column-major views, which
+    `.view(-1)` refuses). `values`: a scalar or a tensor of len(flat_index)."""
+    index = torch.unravel_index(flat_index.to(tensor.device), tensor.shape)
+    tensor.index_put_(index, torch.as_tensor(values, dtype=tensor.dtype, device=tensor.device))

@@ -97,6 +97,17 @@ def _evaluate(stack: StackedMembers, forward, x, y, batch_size, precision):
     return (loss_sum / n).tolist(), (correct.double() / n).tolist()
 
 
+def _probe_loss(stack, data, precision) -> torch.Tensor:
+    """A scalar through the whole stack on one training input (for the gradients'
+    layouts only): eval mode, and nothing drawn from any generator."""
+    stack.train(False)
+    try:
+        with autocast(precision, data.device):
+            return stack.forward(data.x_train[:1], shared_input=True).float().sum()
+    finally:
+        stack.train(True)
+
+
 def _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens):
     M, n = len(stack), len(data.x_train)
     orders = torch.stack([torch.randperm(n, generator=g, device=data.device) for g in gens])  # (M, N)
@@ -179,8 +190,10 @@ def train_stacked(
         raise ValueError(f"cannot stack: {reason}")
     M, cfg, start = len(models), cfgs[0], time.perf_counter()
     stack = StackedMembers(models)
+    drop_grads = stack.adopt_gradient_layouts(lambda: _probe_loss(stack, data, cfg.precision))
     forward = compiled(stack.forward, cfg.compile)
-    opt = StackedOptimizer(list(stack.params.values()), cfg.optimizer.name, [c.optimizer for c in cfgs])
+    opt = StackedOptimizer(list(stack.params.values()), cfg.optimizer.name, [c.optimizer for c in cfgs],
+                           drop_grads=list(drop_grads.values()))
     callbacks = callbacks or [[] for _ in range(M)]
     penalties = penalties or [[] for _ in range(M)]
     gens = [make_generator(s, "data", data.device) for s in seeds]
@@ -204,7 +217,7 @@ def train_stacked(
                                      on_epoch[m] if on_epoch is not None else None)
         if all(r.status == "diverged" for r in results):
             break
-    stack.resync()
+    stack.unstack()
     for cb, st in zip(cbs, states):
         cb.on_train_end(st)
     for r in results:

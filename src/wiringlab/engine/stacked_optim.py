@@ -46,10 +46,17 @@ class StackedOptimizer:
     with the schedule's factor, as LambdaLR does for a single model.
     """
 
-    def __init__(self, params: list[torch.Tensor], name: str, configs) -> None:
+    def __init__(self, params: list[torch.Tensor], name: str, configs, drop_grads: list[bool] | None = None) -> None:
         if any(c.name != name for c in configs):
             raise ValueError("stacked members must share the optimizer type")
         self.params, self.name, self.configs = list(params), name, list(configs)
+        # per parameter: drop its gradient between steps (it arrives in the parameter's
+        # layout, so autograd hands it over) rather than zeroing it in place
+        self.drop_grads = list(drop_grads) if drop_grads is not None else [False] * len(self.params)
+        # the dim order that makes each parameter contiguous: torch's fused kernels copy
+        # strided tensors, so each run's slices are stepped as contiguous permuted views
+        # (the state tensors and gradients share the parameter's strides)
+        self._orders = [sorted(range(p.dim()), key=lambda d: -p.stride(d)) for p in self.params]
         # Python floats, not tensors: the lr is host bookkeeping, read every step
         self.base_lr = [float(c.lr) for c in configs]
         self.lr = list(self.base_lr)
@@ -74,12 +81,15 @@ class StackedOptimizer:
         return list(zip(starts, starts[1:] + [len(self.configs)]))
 
     def zero_grad(self) -> None:
-        """Zero the gradients in place rather than dropping them: a stacked weight's
-        gradient arrives transposed, (M, in, out) viewed as (M, out, in), and autograd
-        copies it into a fresh buffer when `.grad` is None (15.7 ms per step for 15 x 512 x
-        784 on 2 CPU threads, mostly page faults) but adds it in place otherwise (6.9 ms)."""
-        for p in self.params:
-            if p.grad is not None:
+        """Drop the gradients that arrive in their parameter's layout (autograd hands the
+        next one over without a copy); zero the others in place: a gradient in another
+        layout is copied into a fresh buffer when `.grad` is None (15.7 ms per step for
+        15 x 512 x 784 on 2 CPU threads, mostly page faults) but added in place otherwise
+        (6.9 ms). `StackedMembers.adopt_gradient_layouts` makes most of them match."""
+        for p, drop in zip(self.params, self.drop_grads):
+            if drop:
+                p.grad = None
+            elif p.grad is not None:
                 p.grad.zero_()
 
     @torch.no_grad()
@@ -89,9 +99,10 @@ class StackedOptimizer:
             self.step_counts[i] += 1
         counts = [self.step_counts[i] for i in live]
         for a, b in self._runs:
-            params = [self.params[i][a:b] for i in live]  # (members of the run, ...)
-            grads = [self.params[i].grad[a:b] for i in live]
-            states = [{k: v[a:b] for k, v in self.state[i].items()} for i in live]
+            order = [self._orders[i] for i in live]
+            params = [self.params[i][a:b].permute(o) for i, o in zip(live, order)]  # (members of the run, ...)
+            grads = [self.params[i].grad[a:b].permute(o) for i, o in zip(live, order)]
+            states = [{k: v[a:b].permute(o) for k, v in self.state[i].items()} for i, o in zip(live, order)]
             steps = [] if self.name == "sgd" else [self._steps[i].fill_(n - 1) for i, n in zip(live, counts)]
             getattr(self, f"_{self.name}")(self.configs[a], self.lr[a], params, grads, states, steps)
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..init import reset_linear_like_
-from ..sparse import active_count, er_density, random_mask, reset_optimizer_state_
+from ..sparse import active_count, er_density, put_flat_, random_mask, reset_optimizer_state_
 
 __all__ = ["SparseLinear", "build_sparse_linear", "glorot_bound"]
 
@@ -104,13 +104,12 @@ class SparseLinear(nn.Linear):
         """Write one SET step: zero `pruned`, set `regrown` (flat indices into (out, in))
         to `regrown_values`, adopt `new_mask`, and zero the gradient and optimizer state
         at every touched entry (`sparse.reset_optimizer_state_`)."""
-        flat = self.weight.view(-1)
-        flat[pruned] = 0.0
-        flat[regrown] = regrown_values
+        put_flat_(self.weight, pruned, 0.0)  # any strides: a stacked member's weight may be a column-major view
+        put_flat_(self.weight, regrown, regrown_values)
         self.mask.copy_(new_mask)
         touched = torch.cat([pruned, regrown])
         if self.weight.grad is not None:  # the last step's gradient, stale at the moved entries
-            self.weight.grad.view(-1).index_fill_(0, touched, 0.0)
+            put_flat_(self.weight.grad, touched, 0.0)
         if optimizer is not None:
             reset_optimizer_state_(optimizer, self.weight, touched)
 

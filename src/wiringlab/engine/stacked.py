@@ -97,15 +97,17 @@ def _evaluate(stack: StackedMembers, forward, x, y, batch_size, precision):
     return (loss_sum / n).tolist(), (correct.double() / n).tolist()
 
 
-def _probe_loss(stack, data, precision) -> torch.Tensor:
-    """A scalar through the whole stack on one training input (for the gradients'
-    layouts only): eval mode, and nothing drawn from any generator."""
+def _probe_loss(stack, data, precision, l1, penalties) -> torch.Tensor:
+    """The training loss's shape on one training input, for the gradients' layouts only
+    (the penalties too: an L1 term changes the layout in which a weight's summed gradient
+    arrives). Eval mode, and nothing drawn from any generator."""
+    training = stack.template.training
     stack.train(False)
     try:
         with autocast(precision, data.device):
-            return stack.forward(data.x_train[:1], shared_input=True).float().sum()
+            return stack.forward(data.x_train[:1], shared_input=True).float().sum() + _penalty(stack, l1, penalties)
     finally:
-        stack.train(True)
+        stack.train(training)
 
 
 def _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens):
@@ -190,21 +192,21 @@ def train_stacked(
         raise ValueError(f"cannot stack: {reason}")
     M, cfg, start = len(models), cfgs[0], time.perf_counter()
     stack = StackedMembers(models)
-    drop_grads = stack.adopt_gradient_layouts(lambda: _probe_loss(stack, data, cfg.precision))
+    callbacks = callbacks or [[] for _ in range(M)]
+    penalties = penalties or [[] for _ in range(M)]
+    # built once: a host-to-device copy per step would synchronise with the GPU every step
+    l1 = torch.tensor([c.l1 for c in cfgs], dtype=torch.float32, device=data.device) \
+        if any(c.l1 > 0 for c in cfgs) else None
+    drop_grads = stack.adopt_gradient_layouts(lambda: _probe_loss(stack, data, cfg.precision, l1, penalties))
     forward = compiled(stack.forward, cfg.compile)
     opt = StackedOptimizer(list(stack.params.values()), cfg.optimizer.name, [c.optimizer for c in cfgs],
                            drop_grads=list(drop_grads.values()))
-    callbacks = callbacks or [[] for _ in range(M)]
-    penalties = penalties or [[] for _ in range(M)]
     gens = [make_generator(s, "data", data.device) for s in seeds]
     states = _member_states(stack, opt, data, cfg, seeds, run_dirs or [None] * M)
     cbs = [CallbackList(c) for c in callbacks]
     for cb, st in zip(cbs, states):
         cb.on_train_start(st)
     results = [TrainResult(status="completed") for _ in range(M)]
-    # built once: a host-to-device copy per step would synchronise with the GPU every step
-    l1 = torch.tensor([c.l1 for c in cfgs], dtype=torch.float32, device=data.device) \
-        if any(c.l1 > 0 for c in cfgs) else None
     for epoch in range(cfg.epochs):
         lrs = list(opt.lr)
         train_metrics = _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens)

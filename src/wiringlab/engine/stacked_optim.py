@@ -101,10 +101,16 @@ class StackedOptimizer:
         for a, b in self._runs:
             order = [self._orders[i] for i in live]
             params = [self.params[i][a:b].permute(o) for i, o in zip(live, order)]  # (members of the run, ...)
-            grads = [self.params[i].grad[a:b].permute(o) for i, o in zip(live, order)]
+            grads = [self._grad_like_param(i)[a:b].permute(o) for i, o in zip(live, order)]
             states = [{k: v[a:b].permute(o) for k, v in self.state[i].items()} for i, o in zip(live, order)]
             steps = [] if self.name == "sgd" else [self._steps[i].fill_(n - 1) for i, n in zip(live, counts)]
             getattr(self, f"_{self.name}")(self.configs[a], self.lr[a], params, grads, states, steps)
+
+    def _grad_like_param(self, i: int) -> torch.Tensor:
+        # autograd gives `.grad` its dense parameter's strides; torch's fused CPU kernels
+        # would pair the wrong elements if a gradient set by hand broke that, so copy it then
+        p, g = self.params[i], self.params[i].grad
+        return g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
 
     def _sgd(self, c, lr, params, grads, states, steps):
         # Zero-initialised buffers reproduce torch's first step exactly: it copies the first

@@ -10,8 +10,9 @@ callback *replaced* a tensor instead of writing into it.
 
 Pitfall: during `train_stacked` a member's linear weight is a column-major view (the
 stack keeps each weight in the layout its gradient arrives in, `adopt_gradient_layouts`),
-so a callback must write through indexing or `copy_`, not `.view(-1)`; `unstack` gives
-the members contiguous tensors back when training ends.
+so a callback must write through indexing or `copy_`: `.view(-1)` raises, and a write
+into `.reshape(-1)` or `.flatten()` silently lands in a copy. `unstack` gives the members
+contiguous tensors back when training ends.
 
 Not stackable (run alone): models with BatchNorm (running statistics updated inside
 vmap) or dropout (per-member random masks from a generator), and models whose
@@ -145,16 +146,18 @@ class StackedMembers:
             for name, p in self.params.items():
                 p.grad = None
                 stride = seen.get(name)
-                if stride is not None and stride != p.stride() and _member_major_dense(p.shape, stride):
+                if stride is not None and not _same_layout(p.shape, stride, p.stride()) \
+                        and _member_major_dense(p.shape, stride):
                     self.params[name] = torch.empty_strided(p.shape, stride, dtype=p.dtype, device=p.device) \
                         .copy_(p).requires_grad_()
         self.resync(force=True)
-        return {n: seen.get(n) == p.stride() for n, p in self.params.items()}
+        return {n: n in seen and _same_layout(p.shape, seen[n], p.stride()) for n, p in self.params.items()}
 
     @torch.no_grad()
     def unstack(self) -> None:
-        """Give every member contiguous tensors of its own (after training: a member
-        weight that is a column-major view of the stack would refuse `.view`)."""
+        """Give each member parameter stored in another layout a contiguous copy of its
+        own (after training: a column-major view would refuse `.view`). Contiguous
+        parameters and all buffers keep aliasing the stack."""
         self.resync()
         for model in self.members:
             for param in model.parameters():
@@ -180,16 +183,21 @@ class StackedMembers:
             m.train(mode)
 
 
+def _same_layout(shape, a, b) -> bool:
+    """Strides `a` and `b` address `shape` alike (a size-1 dim's stride is never used)."""
+    return all(x == y for n, x, y in zip(shape, a, b) if n > 1)
+
+
 def _member_major_dense(shape, stride) -> bool:
     """Whether `stride` lays `shape` out densely, without overlap, with the member dim 0
     outermost (so that each run of members is one dense block)."""
-    order = sorted(range(len(shape)), key=lambda d: stride[d])  # innermost first
+    order = sorted((d for d in range(len(shape)) if shape[d] > 1), key=lambda d: stride[d])  # innermost first
     expected = 1
     for d in order:
-        if shape[d] > 1 and stride[d] != expected:
+        if stride[d] != expected:
             return False
         expected *= shape[d]
-    return order[-1] == 0 or shape[0] == 1
+    return not order or order[-1] == 0 or shape[0] == 1
 
 
 def stack_members(models: list[nn.Module]) -> StackedMembers:

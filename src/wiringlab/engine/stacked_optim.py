@@ -98,10 +98,11 @@ class StackedOptimizer:
         for i in live:
             self.step_counts[i] += 1
         counts = [self.step_counts[i] for i in live]
+        order = [self._orders[i] for i in live]
+        full_grads = [self._grad_like_param(i) for i in live]  # once per step, not per run
         for a, b in self._runs:
-            order = [self._orders[i] for i in live]
             params = [self.params[i][a:b].permute(o) for i, o in zip(live, order)]  # (members of the run, ...)
-            grads = [self._grad_like_param(i)[a:b].permute(o) for i, o in zip(live, order)]
+            grads = [g[a:b].permute(o) for g, o in zip(full_grads, order)]
             states = [{k: v[a:b].permute(o) for k, v in self.state[i].items()} for i, o in zip(live, order)]
             steps = [] if self.name == "sgd" else [self._steps[i].fill_(n - 1) for i, n in zip(live, counts)]
             getattr(self, f"_{self.name}")(self.configs[a], self.lr[a], params, grads, states, steps)

@@ -77,6 +77,21 @@ def wiringlab_epoch(x: np.ndarray, y: np.ndarray) -> float:
     return train(model, data, cfg, seed=0).history[-1]["time_s"]
 
 
+def matmul_bound(x: np.ndarray, y: np.ndarray, peak: float) -> tuple[float, float]:
+    """Profile one engine epoch. Returns the matmuls' share of its time, and the fraction of
+    `peak` that a step made of nothing but those matmuls, at the speed they ran in the
+    step, would reach: the ceiling of what the engine can do around the BLAS."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        epoch_s = wiringlab_epoch(x, y)
+    matmuls = ("aten::mm", "aten::addmm")
+    matmul_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in matmuls)
+    steps = -(-len(x) // BATCH)
+    bound = mlp_step_flops(SIZES, BATCH) * steps / (matmul_us / 1e6) / 1e9 / peak
+    return matmul_us / 1e6 / epoch_s, bound
+
+
 def _one_thread() -> None:
     torch.set_num_threads(1)
 
@@ -126,6 +141,9 @@ def main() -> None:
     print(f"baseline (per-sample DataLoader, .item() per batch): {b:9.0f} samples/s  {fraction(b):5.1%} of peak")
     print(f"wiringlab engine                                   : {o:9.0f} samples/s  {fraction(o):5.1%} of peak")
     print(f"ratio wiringlab / baseline: {o / b:.2f}x")
+    share, bound = matmul_bound(x[: 20 * BATCH], y[: 20 * BATCH], peak)
+    print(f"matmuls: {share:.0%} of the engine's epoch (profiled); a step of matmuls alone, at their"
+          f" in-step speed, would reach {bound:.1%} of peak")
     if pooled:
         p = statistics.median(pooled)
         print(f"wiringlab sweep, {args.workers} processes x 1 thread  : {p:9.0f} samples/s  {fraction(p):5.1%} of peak"

@@ -1,6 +1,6 @@
 import pytest
 
-from wiringlab.experiment import ConfigError, expand, load_recipe
+from wiringlab.experiment import ConfigError, effective_baseline, expand, load_recipe
 from wiringlab.experiment.recipe import Recipe, parse_override
 
 
@@ -120,3 +120,58 @@ def test_missing_and_non_yaml_files(tmp_path):
         load_recipe(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_recipe(_write(tmp_path, "name: [unclosed"))
+
+
+# --- repeats, overrides inside axes, the baseline ------------------------------------------
+
+_ARMS = {"name": "arms", "base": {"data": {"name": "synthetic"}, "model": {"hidden": [8]}},
+         "zip": {"model.layer.type": ["linear", "sparse", "sparse"],
+                 "evolution": [None, None, {"zeta": 0.3}]},
+         "baseline": 'type="sparse" evolution=null', "seeds": [0, 1]}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"seeds": [0, 1, 0]}, "seeds: seed 0 is listed twice"),
+    ({"grid": {"train.optimizer.lr": [0.05, 0.1, 0.05]}}, "grid: train.optimizer.lr 0.05 is listed twice"),
+    ({"zip": {"train.optimizer.lr": [0.1, 0.1], "train.batch_size": [32, 32]}}, "is listed twice"),
+    ({"seeds": []}, "seeds: needs at least one seed"),
+    ({"grid": {"seed": [1, 2]}}, "seed cannot be a grid or zip axis"),
+])
+def test_a_repeat_would_count_the_same_runs_twice_and_is_an_error(change, message):
+    recipe = Recipe(**{"name": "t", "base": {"data": {"name": "synthetic"}}, **change})
+    with pytest.raises(ConfigError, match=message):
+        expand(recipe, "t.yaml")
+
+
+def test_an_override_inside_an_axis_value_is_set_where_that_value_is_a_mapping():
+    specs = expand(Recipe(**_ARMS), "arms.yaml", [parse_override("evolution.zeta=0.1")])
+    zetas = {s.label: s.config.evolution and s.config.evolution.zeta for s in specs}
+    assert zetas == {'type="linear" evolution=null': None, 'type="sparse" evolution=null': None,
+                     'type="sparse" evolution={"zeta":0.1}': 0.1}  # the label shows what ran
+    with pytest.raises(ConfigError, match="none of its values is a mapping"):
+        expand(Recipe(**{**_ARMS, "zip": {"evolution": [None, None]}, "baseline": None}), "arms.yaml",
+               [parse_override("evolution.zeta=0.1")])
+
+
+def test_overriding_one_zip_key_runs_each_resulting_config_once_and_keeps_the_baseline():
+    overrides = [parse_override("model.layer.type=sparse")]  # rows 2 and 3 differ only in evolution now
+    specs = expand(Recipe(**_ARMS), "arms.yaml", overrides)
+    assert sorted(s.label for s in specs) == ["evolution=null"] * 2 + ['evolution={"zeta":0.3}'] * 2
+    assert len({s.run_id for s in specs}) == len(specs) == 4
+    assert effective_baseline(Recipe(**_ARMS), "arms.yaml", overrides) == "evolution=null"
+    assert effective_baseline(Recipe(**_ARMS), "arms.yaml") == _ARMS["baseline"]
+
+
+def test_a_baseline_that_names_no_config_is_an_error_naming_the_configs(tmp_path):
+    path = _write(tmp_path, "name: t\nbase: {data: {name: synthetic}}\ngrid: {train.optimizer.lr: [0.1, 0.5]}\n"
+                            "baseline: lr=0.05\n")
+    with pytest.raises(ConfigError, match=r"baseline: 'lr=0.05' is not a config of this recipe; "
+                                          r"the configs are: lr=0.1; lr=0.5"):
+        load_recipe(path)
+
+
+def test_seed_overrides_and_bad_override_values_are_errors_that_say_the_fix():
+    with pytest.raises(ConfigError, match="--seeds"):
+        expand(Recipe(**_ARMS), "arms.yaml", [("seed", 7)])
+    with pytest.raises(ConfigError, match=r"not valid YAML .*quote lists"):
+        parse_override("model.hidden=[64, 64")

@@ -138,7 +138,7 @@ def test_distance_regrowth_from_config_grows_short_connections():
     from wiringlab.geometry import layer_distance
 
     config = {"zeta": 0.5, "regrow": "distance",
-              "distance": {"kernel": "exponential", "k": 12.0, "floor": 0.0, "geometry": "grid"}}
+              "distance": {"kernel": "exponential", "k": 12.0, "floor": 1e-6, "geometry": "grid"}}
     model, counts, _ = _train(SETConfig(**config), epochs=4)
     random_model, _, _ = _train(SETConfig(zeta=0.5), epochs=4)
     layer, random_layer = sparse_layers(model)[0], sparse_layers(random_model)[0]
@@ -146,6 +146,13 @@ def test_distance_regrowth_from_config_grows_short_connections():
     mean_distance = lambda m: float((distance * m).sum() / m.sum())  # noqa: E731
     assert [float(c.sum()) for c in counts] == [float(counts[0].sum())] * 5
     assert mean_distance(layer.mask) < 0.8 * mean_distance(random_layer.mask)
+
+
+def test_distance_regrowth_floor_must_keep_every_position_reachable():
+    # at floor 0 the farthest positions have probability 0, and a layer whose empty
+    # positions are all far ran out of positions to regrow in the middle of training
+    with pytest.raises(ValueError, match="floor"):
+        SETConfig(regrow="distance", distance={"kernel": "linear", "floor": 0.0})
 
 
 def test_distance_probabilities_follow_the_model_to_its_device():

@@ -97,20 +97,28 @@ def _slow_prune_sign(weights, mask, zeta):
 
 
 def _slow_prune_magnitude(weights, mask, zeta):
-    active = sorted((abs(float(w)), i) for i, (w, m) in enumerate(zip(weights.view(-1), mask.view(-1))) if m)
-    return sorted(i for _, i in active[: int(zeta * len(active))])
+    # NaN last, as torch.sort orders it (Python's sort is undefined with NaN keys)
+    active = sorted((math.isnan(w), abs(w), i) for i, (w, m) in enumerate(zip(weights.view(-1).tolist(), mask.view(-1)))
+                    if m)
+    return sorted(i for *_, i in active[: int(zeta * len(active))])
 
 
 @pytest.mark.parametrize("rule,slow", [("sign", _slow_prune_sign), ("magnitude", _slow_prune_magnitude)])
 @pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("ties", [False, True])
-def test_prune_rules_match_slow_loops(rule, slow, seed, ties):
+@pytest.mark.parametrize("values", ["normal", "ties", "non-finite"])
+def test_prune_rules_match_slow_loops(rule, slow, seed, values):
     g = _gen(seed)
     mask = sp.random_mask((13, 17), 0.4, g)
     weights = torch.randn(13, 17, generator=g)
-    if ties:  # few distinct values, exact zeros among the active ones
+    if values == "ties":  # few distinct values, exact zeros among the active ones
         weights = torch.randint(-3, 4, (13, 17), generator=g).float()
-    weights = weights * mask
+    weights = torch.where(mask, weights, 0.0)
+    if values == "non-finite":  # a diverging layer: NaN in most active entries, some ±inf
+        active = mask.view(-1).nonzero().squeeze(1)
+        weights.view(-1)[active[::3]] = float("inf")
+        weights.view(-1)[active[1::3]] = float("-inf")
+        weights.view(-1)[active[2::3]] = float("nan")
+        weights.view(-1)[active[4::5]] = float("nan")
     for zeta in (0.0, 0.1, 0.3, 0.55, 1.0):
         assert sp.prune(rule, weights, mask, zeta).tolist() == slow(weights, mask, zeta)
 
@@ -131,6 +139,14 @@ def test_regrow_gradient_takes_largest_dense_gradient_among_empty():
     empty = [(abs(float(v)), i) for i, (v, m) in enumerate(zip(grad.view(-1), mask.view(-1))) if not m]
     slow = sorted(i for _, i in sorted(empty, reverse=True)[:7])
     assert sp.regrow_gradient(mask, 7, grad).tolist() == slow
+
+
+def test_regrow_gradient_ranks_float64_gradients_in_float64():
+    empty = torch.zeros(1, 3, dtype=torch.bool)
+    close = torch.tensor([[1.0, 1 + 1e-12, 1 - 1e-12]], dtype=torch.float64)  # one value in float32
+    tiny = torch.tensor([[1e-50, 0.0, 3e-50]], dtype=torch.float64)  # all 0 in float32
+    assert sp.regrow_gradient(empty, 1, close).tolist() == [1]
+    assert sp.regrow_gradient(empty, 1, tiny).tolist() == [2]
 
 
 def test_regrow_distance_follows_the_probability():

@@ -88,6 +88,19 @@ def test_gradcheck_float64(kernel):
 
 
 @pytest.mark.parametrize("kernel", CSR_KERNELS)
+def test_a_second_derivative_raises_instead_of_coming_out_wrong(kernel):
+    # an input-gradient penalty needs d(dL/dx)/dW: the backward's products have no graph
+    mask, weight, x, bias = _case(0.5, 4, out_f=4, in_f=5, batch=3)
+    pattern = CSRPattern.from_mask(mask)
+    values = values_from_dense(weight, mask).requires_grad_()
+    x.requires_grad_()
+    loss = torch.tanh(csr_linear(x, values, pattern, bias, csr_kernels(kernel))).sum()
+    (grad_x,) = torch.autograd.grad(loss, x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        (loss + grad_x.square().sum()).backward()
+
+
+@pytest.mark.parametrize("kernel", CSR_KERNELS)
 def test_float32_products_match_torch_kernels_and_are_deterministic(kernel):
     """Real sizes (a 95%-sparse 256 x 768 layer, batch 64), float32: the kernel sets agree
     to float rounding, and a kernel set gives the same bits every call."""

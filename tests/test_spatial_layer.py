@@ -133,3 +133,15 @@ def test_torch_compile_equivalence(mode):
     (grad_eager,) = torch.autograd.grad(eager_out.sum(), layer.weight)
     (grad_compiled,) = torch.autograd.grad(compiled_out.sum(), layer.weight)
     assert torch.allclose(grad_eager, grad_compiled, atol=1e-6)
+
+
+def test_float64_kernels_are_float64_accurate():
+    # the distances are computed in the layer's dtype, not in float32 and cast up
+    from wiringlab.geometry import layer_distance
+    from wiringlab.layers.task_kernel import TaskKernelLinear
+
+    expected = make_kernel("exponential", layer_distance(3, 7, "line", dtype=torch.float64))
+    spatial = SpatialLinear(7, 3, kernel="exponential", dtype=torch.float64)
+    assert spatial.kernel.dtype == torch.float64 and torch.equal(spatial.kernel, expected)
+    tasks = TaskKernelLinear(7, 3, ("a", "b"), kernels={"a": "exponential", "b": "none"}, dtype=torch.float64)
+    assert torch.equal(tasks.kernels[0], expected)

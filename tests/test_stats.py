@@ -167,3 +167,31 @@ def test_seeds_of_one_config_on_different_devices_are_flagged():
     for s in summaries:
         s["provenance"]["device"] = "cpu"
     assert compute_tables({"baseline": "a"}, summaries).warnings == []
+
+
+def test_stacked_wall_time_is_a_stack_share_without_a_spread():
+    """Seeds trained as one stack each record the stack's wall time / members: equal by
+    construction, so the table shows the mean with a marker, never "± 0.0000"."""
+    from html import escape
+
+    from wiringlab.report.html import _results_section
+    from wiringlab.report.table import STACK_SHARE_NOTE, compute_tables, render_markdown
+
+    stacked = [_summary("stacked", seed, 0.8 + seed / 100, 0.5) | {"wall_time_s": 0.4841,
+                                                                  "provenance": {"stack_size": 3}}
+               for seed in range(3)]
+    alone = [_summary("alone", seed, 0.8 + seed / 100, 0.5) | {"provenance": {"stack_size": 1}} for seed in range(3)]
+    tables = compute_tables({"baseline": "alone"}, alone + stacked)
+    rows = {r.label: r for r in tables.rows}
+    assert rows["stacked"].cell_text("wall_time_s") == "0.4841 (stack share)"
+    assert rows["stacked"].cell_text("test_acc").startswith("0.8100 ± 0.0100 [")  # other metrics keep their spread
+    low, high = sps.t.interval(0.95, 2, loc=2.0, scale=sps.sem([1.0, 2.0, 3.0]))
+    assert rows["alone"].cell_text("wall_time_s") == f"2.0000 ± 1.0000 [{low:.4f}, {high:.4f}]"
+    text = render_markdown(tables)
+    assert "| 0.4841 (stack share) |" in text and "0.4841 ± 0.0000" not in text
+    assert text.count(STACK_SHARE_NOTE) == 1 and f"**Note.** {STACK_SHARE_NOTE}" in text
+    page = _results_section(tables)
+    assert "0.4841 (stack share)</td>" in page and "[0.4841" not in page and escape(STACK_SHARE_NOTE) in page
+    assert STACK_SHARE_NOTE not in render_markdown(compute_tables({}, alone))  # explained only when used
+    assert compute_tables({}, alone).notes == []
+

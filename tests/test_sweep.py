@@ -104,6 +104,11 @@ def test_dry_run_and_bad_recipe_exit_codes(recipe_path, tmp_path, capsys):
     assert not (tmp_path / "o" / "runs").exists()
     assert main(["run", str(recipe_path), "--set", "train.epochz=3"]) == 2
     assert "train.epochz" in capsys.readouterr().err
+    for bad, named in ((["--seeds", "0", "a"], "--seeds: 'a' is not an integer"),
+                       (["--set", "model.hidden=[8, 8"], "not valid YAML"),
+                       (["--seeds", ","], "needs at least one seed")):
+        assert main(["run", str(recipe_path), "--dry-run", *bad]) == 2  # an error line, not a traceback
+        assert named in capsys.readouterr().err
 
 
 def test_stacked_sweep_matches_unstacked(recipe_path, tmp_path):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from wiringlab.analysis.topology import (
-    centred_box, connections_per_input, radial_profile, topology_index, topology_summary, uniformity_test,
+    centred_box, connections_per_input, possible_connections_per_count, radial_profile, topology_index,
+    topology_summary, uniformity_test,
 )
 from wiringlab.sparse import random_mask
 
@@ -38,15 +39,20 @@ def test_index_is_positive_for_centre_dense_and_negative_for_the_inverse():
     assert topology_index(dense_centre) == pytest.approx((c - m) / (c + m))
 
 
-def test_index_of_erdos_renyi_masks_is_near_zero_and_test_is_calibrated():
+@pytest.mark.parametrize("in_shape,density", [((1, 28, 28), 0.1), ((3, 16, 16), 0.1), ((16, 5, 5), 0.3)])
+def test_index_of_erdos_renyi_masks_is_near_zero_and_test_is_calibrated(in_shape, density):
     indices, small_p = [], 0
     g = torch.Generator().manual_seed(0)
+    fan_out = possible_connections_per_count(64, in_shape)  # channels are summed into each count
     for _ in range(100):
-        counts = connections_per_input(random_mask((64, 784), 0.1, g), (1, 28, 28))
+        counts = connections_per_input(random_mask((64, math.prod(in_shape)), density, g), in_shape)
         indices.append(topology_index(counts))
-        small_p += uniformity_test(counts, fan_out=64)[1] < 0.05
+        small_p += uniformity_test(counts, fan_out=fan_out)[1] < 0.05
     assert abs(sum(indices) / len(indices)) < 0.01
     assert 1 <= small_p <= 12  # about 5 of 100 under the null (binomial 1%-99.8% range)
+
+
+def test_centre_dense_mask_is_not_uniform():
     assert uniformity_test(connections_per_input(_centre_dense_mask(), (28, 28)), fan_out=64)[1] < 1e-12
 
 
@@ -88,3 +94,18 @@ def test_centred_box_and_degenerate_maps():
     assert topology_index(line) == pytest.approx(1.0)
     summary = topology_summary(torch.zeros(4, 4))
     assert summary["topology_index"] == 0.0 and math.isnan(summary["topology_p"])
+
+
+def test_logger_tests_channel_summed_counts_against_every_possible_connection():
+    # A (3, 8, 8) layer's counts per pixel sum 3 inputs: 3 x 32 possible connections each.
+    # Against 32 the density looks 3x higher and a uniform mask is rejected (p ~ 1e-10).
+    from wiringlab.engine.callbacks import TrainState
+    from wiringlab.engine.topology_log import TopologyLogger
+    from wiringlab.layers.sparse import SparseLinear
+
+    layer = SparseLinear(192, 32, density=0.1, in_shape=(3, 8, 8))
+    logger = TopologyLogger([("linear0", layer)])
+    metrics = logger.on_epoch_end(TrainState(layer, None, 1, 1, 0, torch.device("cpu"), None))
+    counts = connections_per_input(layer.mask, (3, 8, 8))
+    assert metrics["topology_p"] == uniformity_test(counts, fan_out=96)[1]
+    assert metrics["topology_p"] != uniformity_test(counts, fan_out=32)[1]

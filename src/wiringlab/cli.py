@@ -13,9 +13,16 @@ log = logging.getLogger("wiringlab")
 
 
 def _parse_seeds(values: list[str] | None) -> list[int] | None:
+    from .experiment import ConfigError
+
     if not values:
         return None
-    return [int(s) for v in values for s in v.split(",") if s.strip()]
+    texts = [s.strip() for v in values for s in v.split(",") if s.strip()]
+    bad = [t for t in texts if not t.lstrip("-").isdigit()]
+    if bad:
+        raise ConfigError(f"--seeds: {', '.join(map(repr, bad))} is not an integer; "
+                          "e.g. --seeds 0 1 2 or --seeds 0,1,2")
+    return [int(t) for t in texts]
 
 
 def _run_overrides(args) -> list[tuple[str, object]]:

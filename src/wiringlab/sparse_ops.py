@@ -28,6 +28,7 @@ import importlib
 from dataclasses import dataclass
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ["CSRPattern", "csr_linear", "csr_kernels", "values_from_dense", "dense_from_values"]
 
@@ -198,6 +199,10 @@ def csr_kernels(name: str):
 
 
 class _CSRLinear(torch.autograd.Function):
+    """Pitfall: first derivatives only. The backward's products are not themselves
+    differentiable (numba's run outside autograd), so a second derivative (an
+    input-gradient penalty, `create_graph=True`) raises rather than coming out wrong."""
+
     @staticmethod
     def forward(ctx, x, values, bias, pattern: CSRPattern, kernels):
         x_t = kernels.feature_major(x)  # (in, B)
@@ -209,6 +214,7 @@ class _CSRLinear(torch.autograd.Function):
         return y_t.t()  # (B, out), column-major
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_y):
         x_t, values = ctx.saved_tensors
         pattern, kernels = ctx.pattern, ctx.kernels

@@ -85,12 +85,30 @@ def test_a_positional_kernel_does_not_commute_with_a_unit_shuffle(mode):
     assert weight_similarity(chain_weights(model), chain_weights(carried)).aligned_all == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("layer", [{"type": "sparse", "density": 0.3}, {"type": "spatial", "kernel": "none",
+                                                                       "mode": "normalized", "scale": "fixed"}])
+def test_buffers_that_belong_to_units_move_with_them(layer):
+    # a sparse mask (rows, and the next layer's columns) and a fixed per-unit scale are the
+    # unit's, not a position's: a consistent shuffle keeps the function exactly
+    model, x = _model(MLPConfig(hidden=[16, 12], layer=layer), (20,), classes=4), torch.randn(32, 20)
+    perm = torch.randperm(16, generator=torch.Generator().manual_seed(2))
+    expected = model(x)
+    shuffled = permute_hidden_units_(copy.deepcopy(model), 0, perm)
+    assert torch.allclose(shuffled(x), expected, atol=1e-6)
+    labels = expected.argmax(1)  # the model's own predictions: accuracy 1 unless the function moves
+    sensitivity = permutation_sensitivity(model, x, labels, 0, perm)
+    assert sensitivity.accuracy == 1.0 and sensitivity.drop_consistent == 0.0
+    assert torch.equal(model(x), expected)  # restored
+
+
 def test_chain_errors_name_the_problem():
     model = _model(MLPConfig(hidden=[8]), (4,))
     with pytest.raises(IndexError, match="not a hidden linear layer"):
         permute_hidden_units_(model, 1, torch.arange(5))
     with pytest.raises(ValueError, match="length 3"):
         permute_hidden_units_(model, 0, torch.arange(3))
+    with pytest.raises(ValueError, match="does not have"):
+        permute_hidden_units_(model, 0, torch.arange(8), buffers_follow=("kernal",))
     branchy = nn.Sequential(nn.Linear(4, 6), nn.Linear(5, 2))
     with pytest.raises(NotAChainError, match="do not form a chain"):
         unit_chain(branchy)

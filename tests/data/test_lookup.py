@@ -128,6 +128,22 @@ def test_truncated_gzip_file_is_an_integrity_error(tmp_path, fake_idx, dfiles):
         load_dataset("fake-idx", path=folder)
 
 
+def test_a_file_that_cannot_be_read_is_an_integrity_error_naming_it(tmp_path, fake_idx, dfiles, monkeypatch):
+    _, contents = fake_idx
+    folder = dfiles.write_files(tmp_path / "eio", contents)
+    real = sources.content_sha256
+
+    def failing(path):
+        if path.name.startswith("train-images"):
+            raise OSError(5, "Input/output error")
+        return real(path)
+
+    monkeypatch.setattr(sources, "content_sha256", failing)
+    with pytest.raises(DataIntegrityError, match=r"train-images-idx3-ubyte.gz could not be read: read error "
+                                                  r"\(\[Errno 5\] Input/output error\)"):
+        load_dataset("fake-idx", path=folder)
+
+
 def test_raw_file_takes_precedence_over_gzip_in_one_folder(tmp_path, fake_idx, dfiles):
     _, contents = fake_idx
     folder = dfiles.write_files(tmp_path / "both", contents)

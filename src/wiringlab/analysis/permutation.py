@@ -108,16 +108,18 @@ def permute_hidden_units_(model: nn.Module, layer: int, perm: torch.Tensor, *, c
     e.g. a learnable per-unit scale), and its BatchNorm's weight, bias and running
     statistics. With `consistent`, also reorders the next linear layer's raw
     `weight` input columns, so a plain network computes exactly the same function.
-    Buffers of the layers (a spatial kernel, a locality prior) stay in place unless
-    named in `buffers_follow` (e.g. ("mask",) for a sparse mask, which belongs to the
-    unit rather than to a position).
+    Buffers move when they belong to units, as a layer's `unit_buffers` name them (a
+    `SparseLinear`'s mask: its rows, and the next layer's mask columns; a `SpatialLinear`'s
+    fixed scale); buffers that belong to positions (a spatial kernel, a locality prior)
+    stay, which is what breaks the symmetry.
 
     Args:
         model: the model (modified in place).
         layer: index among `linear_layers(model)`; not the classifier.
         perm: LongTensor; unit `perm[i]` becomes unit i.
         consistent: also permute the next layer's inputs.
-        buffers_follow: names of buffers that move with the units.
+        buffers_follow: names of further buffers that move with the units, besides each
+            layer's `unit_buffers` (e.g. ("kernel",), to carry a kernel along as a control).
 
     Returns:
         `model`.
@@ -132,23 +134,33 @@ def permute_hidden_units_(model: nn.Module, layer: int, perm: torch.Tensor, *, c
     target, norm = chain.layers[layer], chain.norms[layer]
     if len(perm) != target.weight.shape[0]:
         raise ValueError(f"permutation of length {len(perm)} for a layer of {target.weight.shape[0]} units")
+    unknown = [name for name in buffers_follow if not hasattr(target, name)]
+    if unknown:
+        raise ValueError(f"buffers_follow names {unknown}, which layer {layer} ({type(target).__name__}) does not have")
     perm = perm.to(target.weight.device)
     for parameter in target.parameters(recurse=False):  # weight, bias, any per-unit parameter (a scale)
         if parameter.dim() >= 1 and parameter.shape[0] == len(perm):
             _permute_rows_(parameter, perm)
-    for name in buffers_follow:
-        _permute_rows_(getattr(target, name), perm)
+    for buffer in _unit_buffers(target, buffers_follow):
+        _permute_rows_(buffer, perm)
     if norm is not None:
         for tensor in (norm.weight, norm.bias, norm.running_mean, norm.running_var):
             _permute_rows_(tensor, perm)
     if consistent:
         following = chain.layers[layer + 1]
         following.weight.copy_(permute_inputs(following.weight, perm))
-        for name in buffers_follow:
-            buffer = getattr(following, name, None)
-            if buffer is not None and buffer.dim() >= 2:
+        for buffer in _unit_buffers(following, buffers_follow):
+            if buffer.dim() >= 2:
                 buffer.copy_(permute_inputs(buffer, perm))
     return model
+
+
+def _unit_buffers(layer: nn.Module, further: Sequence[str]) -> list[torch.Tensor]:
+    """The buffers of `layer` that move with its units: its `unit_buffers` that it holds
+    as buffers (a learnable scale is a parameter, moved with the parameters), and `further`."""
+    buffers = dict(layer.named_buffers(recurse=False))
+    names = dict.fromkeys((*getattr(layer, "unit_buffers", ()), *further))
+    return [buffers[name] for name in names if buffers.get(name) is not None]
 
 
 def _block_of(model: nn.Module, layer: nn.Module) -> nn.Module:

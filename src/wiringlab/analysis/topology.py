@@ -16,7 +16,7 @@ import torch
 
 __all__ = [
     "connections_per_input", "centred_box", "radial_profile", "topology_index",
-    "uniformity_test", "topology_summary",
+    "uniformity_test", "possible_connections_per_count", "topology_summary",
 ]
 
 
@@ -101,11 +101,15 @@ def uniformity_test(counts: torch.Tensor, fan_out: int | None = None) -> tuple[f
 
     Args:
         counts: connections per input unit, any shape.
-        fan_out: the layer's out_features. Given, the Pearson statistic is divided by
-            (1 − density): under an Erdős–Rényi mask a unit's count is (nearly)
+        fan_out: the possible connections behind one count: the layer's out_features,
+            times the inputs summed into each count (C for counts of a (C, H, W) layout;
+            `possible_connections_per_count`). Given, the Pearson statistic is divided
+            by (1 − density): under an Erdős–Rényi mask a count is (nearly)
             binomial(fan_out, density), whose variance is (1 − density) times the
             Poisson variance Pearson's statistic assumes. Without it the test is
             conservative (at density 0.34, a random mask scores about 0.66·dof).
+            Pitfall: out_features alone for channel-summed counts overstates the density
+            C-fold, and the test then rejects uniform masks.
 
     Returns:
         (statistic, p-value); (nan, nan) when there are no connections or one unit.
@@ -124,6 +128,13 @@ def uniformity_test(counts: torch.Tensor, fan_out: int | None = None) -> tuple[f
             return 0.0, 1.0  # every connection present: the counts are exactly uniform
         statistic /= 1.0 - density
     return statistic, float(chi2.sf(statistic, units - 1))
+
+
+def possible_connections_per_count(out_features: int, in_shape: tuple[int, ...] | None) -> int:
+    """How many connections could leave one unit of `connections_per_input`'s counts:
+    out_features per input, times the C inputs summed into a pixel of a (C, H, W) layout."""
+    channels = in_shape[0] if in_shape is not None and len(in_shape) == 3 else 1
+    return out_features * channels
 
 
 def topology_summary(counts: torch.Tensor, fan_out: int | None = None) -> dict[str, float]:

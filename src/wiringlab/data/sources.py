@@ -160,11 +160,17 @@ class FileCheck:
 
     def error(self) -> DataIntegrityError:
         """The error to raise for a mismatched or unreadable file."""
+        if self.found.startswith(READ_ERROR):
+            return DataIntegrityError(f"{self.path} could not be read: {self.found}. Check the file and its "
+                                      "permissions, or delete it so that another copy is looked for.")
         return DataIntegrityError(
             f"{self.path} is truncated or corrupted: its hash does not match the registry "
             f"(expected {self.expected}, found {self.found}). Delete or replace the file, "
             "or reinstall the package that provided it."
         )
+
+
+READ_ERROR = "read error"  # FileCheck.found of a file whose bytes could not be read
 
 
 def verify_path(path: Path, fspec: FileSpec, keep_content: bool = False) -> FileCheck:
@@ -187,11 +193,16 @@ def verify_path(path: Path, fspec: FileSpec, keep_content: bool = False) -> File
             digest, data = content_sha256(path)
         except DataFormatError as exc:
             return FileCheck(fspec, path, "unreadable", expected, f"unreadable content ({exc})")
+        except OSError as exc:  # the read itself failed (I/O error, permissions)
+            return FileCheck(fspec, path, "unreadable", expected, f"{READ_ERROR} ({exc})")
         status = "ok" if digest == fspec.sha256.lower() else "mismatch"
         return FileCheck(fspec, path, status, expected, f"sha256:{digest}", data if keep_content else None)
     assert fspec.archive_hash is not None
     algorithm, wanted = split_hash(fspec.archive_hash)
-    digest = file_digest(path, algorithm)
+    try:
+        digest = file_digest(path, algorithm)
+    except OSError as exc:
+        return FileCheck(fspec, path, "unreadable", f"{algorithm}:{wanted}", f"{READ_ERROR} ({exc})")
     status = "ok" if digest == wanted else "mismatch"
     return FileCheck(fspec, path, status, f"{algorithm}:{wanted}", f"{algorithm}:{digest}")
 

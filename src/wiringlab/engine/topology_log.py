@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..analysis.topology import connections_per_input, topology_summary
+from ..analysis.topology import connections_per_input, possible_connections_per_count, topology_summary
 from ..layers.sparse import SparseLinear
 from .callbacks import Callback, TrainState
 
@@ -36,8 +36,8 @@ class TopologyLogger(Callback):
     def __init__(self, named_layers: list[tuple[str, SparseLinear]]) -> None:
         self.named_layers = list(named_layers)
         self.history: dict[str, list[torch.Tensor]] = {name: [] for name, _ in self.named_layers}
-        self._logged = next(((name, layer.out_features) for name, layer in self.named_layers
-                             if layer.in_shape is not None), None)
+        self._logged = next(((name, possible_connections_per_count(layer.out_features, layer.in_shape))
+                             for name, layer in self.named_layers if layer.in_shape is not None), None)
 
     def _record(self, state: TrainState) -> None:
         for name, layer in self.named_layers:

@@ -198,7 +198,9 @@ class DistanceRegrowConfig(StrictModel):
     output and input units (`wiringlab.kernels`, `wiringlab.geometry`); short = likely."""
 
     kernel: KernelName = "exponential"
-    floor: float | None = Field(default=None, ge=0.0, le=1.0)  # kernel value at distance 1; None = kernel default
+    # kernel value at distance 1 (None = the kernel's default); > 0, so that every empty position
+    # keeps a chance: at 0 a layer can run out of positions to regrow in the middle of training
+    floor: float | None = Field(default=None, gt=0.0, le=1.0)
     k: float = Field(default=3.0, gt=0.0)  # exponential decay rate, per unit of normalised distance
     sigma: float = Field(default=0.3, gt=0.0)  # gaussian width, normalised distance
     geometry: Literal["line", "grid"] = "grid"  # grid: inputs at their pixels, hidden units on a square grid

@@ -21,6 +21,7 @@ import copy
 import hashlib
 import itertools
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,9 @@ from .config import ADDED_DEFAULTS, ADDED_LAYER_DEFAULTS, PRESENTATION_ONLY, Ana
 from .errors import ConfigError, format_validation_error, validation_problems
 from .layer_config import layer_config_nodes
 
-__all__ = ["Recipe", "RunSpec", "load_recipe", "expand", "run_id", "parse_override", "set_dotted"]
+__all__ = ["Recipe", "RunSpec", "load_recipe", "expand", "effective_baseline", "run_id", "parse_override", "set_dotted"]
+
+log = logging.getLogger(__name__)
 
 
 class Recipe(StrictModel):
@@ -90,7 +93,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value, e.g. train.epochs=5")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or err
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({problem}); quote lists and mappings "
+                          "for the shell, e.g. --set 'model.hidden=[64, 64]'") from None
 
 
 def run_id(config: RunConfig, label: str) -> str:
@@ -143,27 +151,123 @@ def _points(recipe: Recipe, source: str) -> list[dict]:
     return [{**g, **z} for g in grid for z in zipped]
 
 
-def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -> list[RunSpec]:
-    """All runs of `recipe`, validated. `overrides` are (key, value) pairs applied to the
-    base; an override of a grid or zip key replaces that axis with the single value.
+def _check_repeats(recipe: Recipe, source: str) -> None:
+    """A value listed twice would train the same runs twice and count them as independent."""
+    for key, values in recipe.grid.items():
+        _no_repeat([_canonical(v) for v in values], f"{source}: grid: {key}")
+    rows = [_canonical(row) for row in zip(*recipe.zip.values())]
+    _no_repeat(rows, f"{source}: zip: {', '.join(recipe.zip)}: row")
+    if "seed" in recipe.grid or "seed" in recipe.zip:
+        raise ConfigError(f"{source}: seed cannot be a grid or zip axis: list the seeds under `seeds`")
 
-    Raises:
-        ConfigError: any expanded config is invalid (every problem is listed).
-    """
-    recipe = recipe.model_copy(deep=True)
-    base = copy.deepcopy(recipe.base)
+
+def _no_repeat(values: list[str], what: str) -> None:
+    seen: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if value in seen:
+            raise ConfigError(f"{what} {value} is listed twice (positions {seen[value]} and {index}): "
+                              "each value is one config, so a repeat would count the same runs twice")
+        seen[value] = index
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _check_seeds(seeds: list[int], source: str) -> None:
+    if not seeds:
+        raise ConfigError(f"{source}: seeds: needs at least one seed")
+    _no_repeat([str(seed) for seed in seeds], f"{source}: seeds: seed")
+
+
+def _enclosing_axis(key: str, axes: list[str]) -> str | None:
+    """The longest axis key that `key` lies inside ("evolution" for "evolution.zeta")."""
+    inside = [axis for axis in axes if key.startswith(axis + ".")]
+    return max(inside, key=len) if inside else None
+
+
+def _get_dotted(tree: dict, key: str) -> Any:
+    node: Any = tree
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _split_overrides(recipe: Recipe, overrides) -> tuple[dict, list[tuple[str, str, Any]]]:
+    """Apply `overrides` to the recipe's axes and base (in place on `recipe`). Returns the
+    new base and the overrides of keys inside an axis' values, (axis, key, value)."""
+    base, inside = copy.deepcopy(recipe.base), []
     for key, value in overrides:
+        if key == "seed":
+            raise ConfigError("--set seed: the seeds come from --seeds (or the recipe's `seeds`)")
         recipe.grid.pop(key, None)
         recipe.zip.pop(key, None)
-        set_dotted(base, key, value)
+        axis = _enclosing_axis(key, [*recipe.grid, *recipe.zip])
+        if axis is None:
+            set_dotted(base, key, value)
+        else:
+            inside.append((axis, key, value))
+    return base, inside
+
+
+def _overridden_points(recipe: Recipe, source: str, overrides) -> tuple[dict, list[dict]]:
+    """The base and the axes of every config once `overrides` are applied, in the order
+    of the recipe's points: an overridden axis is gone, and an override inside an axis'
+    values is set in each value that is a mapping (SET's settings, not a null arm), so
+    the config's label shows it."""
+    recipe = recipe.model_copy(deep=True)
+    base, inside = _split_overrides(recipe, overrides)
+    points = _points(recipe, source)
+    for axis, key, value in inside:
+        patched = [p for p in points if isinstance(p[axis], dict)]
+        if not patched:
+            raise ConfigError(f"--set {key}: {axis} is a grid/zip axis of {source} and none of its values is a "
+                              f"mapping to set {key[len(axis) + 1:]} in; override the whole axis (--set {axis}=...)")
+        for point in patched:
+            point[axis] = copy.deepcopy(point[axis])
+            set_dotted(point[axis], key[len(axis) + 1:], value)
+    return base, points
+
+
+def _unique_points(points: list[dict]) -> list[dict]:
+    """Points without repeats: an override of one zip key can make two rows equal."""
+    seen: set[str] = set()
+    unique = [p for p in points if not (_canonical(p) in seen or seen.add(_canonical(p)))]
+    if len(unique) < len(points):
+        log.warning("the overrides made %d configs identical to others; each is run once",
+                    len(points) - len(unique))
+    return unique
+
+
+def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -> list[RunSpec]:
+    """All runs of `recipe`, validated.
+
+    Args:
+        recipe: the recipe.
+        source: what to name in errors (the recipe file).
+        overrides: (key, value) pairs (--set). An override of a grid or zip key replaces
+            that axis with the single value; one of a key inside an axis' values (e.g.
+            "evolution.zeta" with an `evolution` axis) is set in every config whose
+            value there is a mapping; any other sets the base.
+        seeds: in place of the recipe's seeds.
+
+    Raises:
+        ConfigError: any expanded config is invalid (every problem is listed), a grid
+            value, zip row or seed is listed twice, no seed is given, `seed` is
+            overridden or an axis, an override applies to no config.
+    """
+    seeds = list(recipe.seeds if seeds is None else seeds)
+    _check_seeds(seeds, source)
+    base, points = _overridden_points(recipe, source, overrides)
+    _check_repeats(recipe, source)
     specs, problems, labels = [], {}, []
-    for axes in _points(recipe, source):
+    for axes in _unique_points(points):
         tree = copy.deepcopy(base)
         for key, value in axes.items():
             set_dotted(tree, key, value)
         label = _label(axes)
         labels.append(label)
-        for seed in seeds if seeds is not None else recipe.seeds:
+        for seed in seeds:
             tree["seed"] = seed
             try:
                 config = RunConfig.model_validate(tree)
@@ -175,6 +279,27 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
     if problems:
         raise ConfigError(_problem_report(source, problems, labels))
     return specs
+
+
+def effective_baseline(recipe: Recipe, source: str = "<recipe>", overrides=()) -> str | None:
+    """The label of the baseline config once `overrides` are applied.
+
+    The recipe's `baseline` names a config by all its axes; an override that replaces an
+    axis removes it from every label, so the baseline becomes the config with the
+    baseline's values on the remaining axes. None when the recipe names no baseline
+    (the report then compares with the first config).
+
+    Raises:
+        ConfigError: `baseline` is not the label of any config of the recipe as written.
+    """
+    if recipe.baseline is None:
+        return None
+    written = [_label(axes) for axes in _points(recipe, source)]
+    if recipe.baseline not in written:
+        raise ConfigError(f"{source}: baseline: {recipe.baseline!r} is not a config of this recipe; "
+                          f"the configs are: {'; '.join(written)}")
+    _, points = _overridden_points(recipe, source, overrides)
+    return _label(points[written.index(recipe.baseline)])
 
 
 def _problem_report(source: str, problems: dict[str, list[str]], labels: list[str]) -> str:
@@ -202,6 +327,8 @@ def load_recipe(path: str | Path) -> Recipe:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe is a mapping with keys {', '.join(Recipe.model_fields)}")
     try:
-        return Recipe.model_validate(raw)
+        recipe = Recipe.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, Recipe, str(path))) from None
+    effective_baseline(recipe, str(path))  # a baseline that names no config is an error now, not a missing section
+    return recipe

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..data import load_dataset
 from .executors import make_executor
 from .grouping import group_runs, spread_groups
-from .recipe import Recipe, RunSpec
+from .recipe import Recipe, RunSpec, effective_baseline
 from .store import RunFolder, write_json
 
 __all__ = ["SweepResult", "run_sweep", "check_datasets"]
@@ -82,7 +82,8 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
     """Execute every unfinished run of `specs` and collect all summaries.
 
     Args:
-        recipe: the recipe (its name, question and baseline go into recipe.json).
+        recipe: the recipe (its name and question go into recipe.json, and its baseline as
+            `effective_baseline` names it once `overrides` are applied).
         specs: the expanded runs (`recipe.expand`).
         out_dir: the results folder.
         workers: processes to spread runs (or stacks) over (1 = in this process);
@@ -98,6 +99,7 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "recipe.json", {**recipe.model_dump(mode="json"),
+                                         "baseline": effective_baseline(recipe, overrides=overrides),
                                          "overrides": {key: value for key, value in overrides},
                                          "seeds_run": sorted({s.seed for s in specs}),
                                          "run_ids": [s.run_id for s in specs]})

@@ -30,7 +30,9 @@ __all__ = ["SparseLinear", "build_sparse_linear", "glorot_bound"]
 
 def _mask_gradient(module: "SparseLinear"):
     def hook(grad: torch.Tensor) -> torch.Tensor:
-        return grad * module.mask
+        # where, not grad * mask: a non-finite input makes the dense gradient NaN/inf at
+        # masked entries too, and NaN * 0 = NaN would poison those weights for good
+        return torch.where(module.mask.bool(), grad, 0.0)
 
     hook._wiringlab_gradient_mask = True  # marks it, so it is registered once
     return torch.utils.hooks.unserializable_hook(hook)
@@ -65,6 +67,9 @@ class SparseLinear(nn.Linear):
 
     # density only decides how many mask entries are 1 (the mask buffer), not the forward
     stack_value_attributes = ("density",)
+    # a mask row belongs to its output unit, a column to its input: both move with a
+    # permutation of units (`analysis.permutation.permute_hidden_units_`)
+    unit_buffers = ("mask",)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  density: float | None = None, epsilon: float = 20.0,
@@ -84,7 +89,10 @@ class SparseLinear(nn.Linear):
 
     def _draw_mask(self, generator: torch.Generator | None) -> None:
         shape = (self.out_features, self.in_features)
-        mask = random_mask(shape, self.density, generator, device=self.weight.device).to(self.weight.dtype)
+        if self.weight.is_meta:  # no values to draw (as nn.Linear's init); to_empty + reset_parameters draws them
+            mask = torch.empty(shape, device="meta", dtype=self.weight.dtype)
+        else:
+            mask = random_mask(shape, self.density, generator, device=self.weight.device).to(self.weight.dtype)
         if "mask" not in self._buffers:
             self.register_buffer("mask", mask)
         else:

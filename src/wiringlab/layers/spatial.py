@@ -65,6 +65,9 @@ class SpatialLinear(nn.Linear):
 
     # the schedule only decides the kernel buffer's values (set_progress), not the forward
     stack_value_attributes = ("schedule",)
+    # a fixed per-unit scale (mode "normalized") moves with its unit, as a learnable one
+    # does; the kernel stays: it belongs to positions (`permute_hidden_units_`)
+    unit_buffers = ("scale",)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  kernel=None, geometry: str | torch.Tensor = "line", metric: str = "euclidean",
@@ -85,7 +88,7 @@ class SpatialLinear(nn.Linear):
         if isinstance(kernel, _SCHEDULES):
             self.schedule = kernel
             distance = geometry if isinstance(geometry, torch.Tensor) else layer_distance(
-                out_features, in_features, geometry, metric, in_shape)
+                out_features, in_features, geometry, metric, in_shape, dtype=factory["dtype"])
             if tuple(distance.shape) != shape:
                 raise ValueError(f"distance matrix of shape {tuple(distance.shape)}; the layer needs {shape}")
             self.register_buffer("distance", distance.to(**factory), persistent=False)

@@ -95,7 +95,7 @@ class TaskKernelLinear(nn.Linear):
         distance = None
         if any(isinstance(s, _SCHEDULES) for s in self.schedules):
             distance = geometry if isinstance(geometry, torch.Tensor) else layer_distance(
-                out_features, in_features, geometry, metric)
+                out_features, in_features, geometry, metric, dtype=factory["dtype"])
             if tuple(distance.shape) != shape:
                 raise ValueError(f"distance matrix of shape {tuple(distance.shape)}; the layer needs {shape}")
             distance = distance.to(**factory)

@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 from ..experiment.store import RunFolder, atomic_write_text, read_json
-from .figures import plot_learning_curves
+from .coverage import coverage_notes, run_statuses
+from .figures import NO_COMPLETED, completed_histories, plot_learning_curves
 from .html import ReportSection, write_report_html
 from .locality import locality_section
 from .multitask import multitask_section
@@ -15,7 +16,7 @@ from .overfitting import overfitting_section
 from .similarity_section import similarity_section
 from .spatial import epochs_to_threshold_section, kernel_section, sparsity_section
 from .symmetry_section import symmetry_section
-from .table import compute_tables, group_by_label, render_markdown, write_summary_csv
+from .table import compute_tables, group_by_label, render_markdown, status_note, write_summary_csv
 from .topology import topology_section
 
 __all__ = ["build_report", "load_results", "REPORT_SECTIONS"]
@@ -46,13 +47,16 @@ def load_results(out_dir: Path) -> tuple[dict, list[dict]]:
 
 
 def _learning_curves(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[str, dict[str, Path]]:
-    histories = {
-        label: [RunFolder(out_dir / "runs" / r["run_id"]).read_metrics() for r in runs]
-        for label, runs in group_by_label(summaries).items()
-    }
+    groups = group_by_label(summaries)
+    histories = {label: completed_histories(out_dir, runs) for label, runs in groups.items()}
     path = plot_learning_curves(histories, out_dir / "figures" / "learning_curves.png")
-    markdown = ("\n## Learning curves\n\nEach metric per epoch: mean ± sample std over the seeds of each config "
-                "(n in the legend).\n\n![learning curves](figures/learning_curves.png)\n")
+    markdown = ("\n## Learning curves\n\nEach metric per epoch: mean ± sample std over the completed seeds of each "
+                "config (n in the legend); diverged or failed runs are left out, as in the table.\n")
+    missing = [f"`{label}` ({status_note(groups[label]) or 'no epochs logged'})"
+               for label, h in histories.items() if not h]
+    if missing:
+        markdown += f"\nNo curve ({NO_COMPLETED}): {', '.join(missing)}.\n"
+    markdown += "\n![learning curves](figures/learning_curves.png)\n"
     return markdown, {"learning_curves": path}
 
 
@@ -95,7 +99,8 @@ def build_report(out_dir: Path) -> dict[str, Path]:
         markdown, figures = section(out_dir, recipe, summaries)
         sections.append(ReportSection(_section_name(section, markdown), markdown, dict(figures)))
         paths.update(figures)
-    tables = compute_tables(recipe, summaries)
+    notes = coverage_notes(recipe.get("run_ids", []), run_statuses(out_dir / "runs"))
+    tables = compute_tables(recipe, summaries, notes)
     atomic_write_text(paths["table"], render_markdown(tables) + "".join(s.markdown for s in sections))
     write_report_html(paths["report"], out_dir, recipe, summaries, tables, sections, _first_config(out_dir, recipe))
     return paths

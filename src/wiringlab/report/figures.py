@@ -12,9 +12,12 @@ matplotlib.use("Agg")  # no display needed; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..experiment.store import atomic_write_bytes  # noqa: E402
+from ..experiment.store import RunFolder, atomic_write_bytes  # noqa: E402
+from .table import completed_runs  # noqa: E402
 
-__all__ = ["save_figure", "curve_band", "plot_learning_curves"]
+__all__ = ["save_figure", "completed_histories", "curve_band", "plot_learning_curves", "NO_COMPLETED"]
+
+NO_COMPLETED = "no completed runs"
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -23,6 +26,15 @@ def save_figure(fig, path: Path) -> Path:
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def completed_histories(out_dir: Path, runs: list[dict]) -> list[list[dict]]:
+    """metrics.jsonl of each completed run of `runs` that logged an epoch.
+
+    Diverged and failed runs are left out, as in the table: their epochs before the
+    failure would pull a config's band towards a run that did not finish."""
+    histories = [RunFolder(Path(out_dir) / "runs" / r["run_id"]).read_metrics() for r in completed_runs(runs)]
+    return [h for h in histories if h]
 
 
 def curve_band(histories: list[list[dict]], key: str):
@@ -40,10 +52,20 @@ def curve_band(histories: list[list[dict]], key: str):
 
 def plot_learning_curves(histories_by_label: dict[str, list[list[dict]]], path: Path,
                          keys=("test_acc", "test_loss", "train_acc", "train_loss")) -> Path:
-    """Mean ± std band per config of each metric over epochs, one panel per metric."""
+    """Mean ± std band per config of each metric over epochs, one panel per metric.
+
+    Args:
+        histories_by_label: {config label: per-run epoch records}; n in the legend is the
+            number of histories. A config with none gets a legend entry saying so, no curve.
+        path: where the PNG goes.
+        keys: the metrics, one panel each.
+    """
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for label, histories in histories_by_label.items():
+            if not histories:  # legend entry only, so the config is not silently missing
+                ax.plot([], [], " ", label=f"{label} ({NO_COMPLETED})")
+                continue
             x, mean, std = curve_band(histories, key)
             if not len(x):
                 continue
@@ -53,5 +75,5 @@ def plot_learning_curves(histories_by_label: dict[str, list[list[dict]]], path: 
         ax.set_title(key.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="best")
-    fig.suptitle("mean ± sample std over seeds", y=1.03)
+    fig.suptitle("mean ± sample std over completed seeds", y=1.03)
     return save_figure(fig, path)

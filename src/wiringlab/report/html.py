@@ -143,16 +143,16 @@ def _results_section(tables: ResultsTables) -> str:
     for row in tables.rows:
         cells = []
         for m in tables.metrics:
-            s = row.cells[m]
-            ci = (f' <span class="ci">[{format_number(s.ci_low)}, {format_number(s.ci_high)}]</span>'
-                  if s.n >= 2 else "")
-            cells.append(f'<td class="num">{_e(s.format())}{ci}</td>')
+            value, interval = row.cell_parts(m)  # the same text as table.md's cell
+            ci = f' <span class="ci">{_e(interval)}</span>' if interval else ""
+            cells.append(f'<td class="num">{_e(value)}{ci}</td>')
         flag = f'<td class="bad">{_e(row.not_completed)}</td>' if row.not_completed else "<td>–</td>"
         rows.append(f"<tr><td>{_e(row.label)}</td><td class=\"num\">{row.n}</td>{''.join(cells)}{flag}</tr>")
+    notes = "".join(f'<p class="caption"><strong>Note.</strong> {_e(n)}</p>' for n in tables.notes)
     warnings = "".join(f'<p class="bad"><strong>Warning.</strong> {_e(w)}</p>' for w in tables.warnings)
     return (f'<section id="results"><h2>Results</h2><p class="caption">{_e(RESULTS_CAPTION)}</p>'
             f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table></div>{warnings}</section>")
+            f"<tbody>{''.join(rows)}</tbody></table></div>{notes}{warnings}</section>")
 
 
 def _comparisons_section(tables: ResultsTables) -> str:

@@ -4,7 +4,8 @@ The SET study's key observation is that without enough regularisation the test l
 rises while the test accuracy keeps creeping up; a table beside the figures gives, per
 config, the epoch of the lowest mean test loss and how loss and accuracy moved after it.
 Train curves are the running means over each epoch's batches (in training mode, as
-the engine logs them), not a separate evaluation pass.
+the engine logs them), not a separate evaluation pass. Only completed runs are averaged,
+as in the results table; a config without one is named under the table instead.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..experiment.store import RunFolder
-from .figures import curve_band, plt, save_figure
-from .table import group_by_label
+from .figures import NO_COMPLETED, completed_histories, curve_band, plt, save_figure
+from .table import group_by_label, status_note
 
 __all__ = ["overfitting_section", "plot_overfitting"]
 
@@ -57,21 +57,24 @@ def _row(label: str, histories: list[list[dict]]) -> str:
 def overfitting_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[str, dict[str, Path]]:
     """REPORT_SECTIONS entry: figures/overfitting_<config>.png and a table."""
     groups = group_by_label(summaries)
-    figures, rows = {}, []
+    figures, rows, missing = {}, [], []
     for label, runs in groups.items():
-        histories = [RunFolder(Path(out_dir) / "runs" / r["run_id"]).read_metrics() for r in runs]
-        histories = [h for h in histories if h]
+        histories = completed_histories(out_dir, runs)
         if not histories:
+            if status_note(runs):  # only diverged or failed runs; a config that logged nothing is not news
+                missing.append(f"`{label}` ({status_note(runs)})")
             continue
         name = f"overfitting_{_slug(label)}"
         figures[name] = plot_overfitting(histories, label, Path(out_dir) / "figures" / f"{name}.png")
         rows.append(_row(label, histories))
-    if not rows:
+    if not rows and not missing:
         return "", {}
     lines = ["", "## Overfitting view", "",
-             "Mean test loss and accuracy over seeds: the epoch with the lowest test loss, then "
-             "loss and accuracy from that epoch to the last (figures: `figures/overfitting_*.png`).", "",
-             "| config | n | epoch of min test loss | test loss (min → final) | loss rise | "
-             "test acc (at min → final) | acc change |",
-             "|---|---|---|---|---|---|---|", *rows]
+             "Mean test loss and accuracy over the completed seeds: the epoch with the lowest test loss, then "
+             "loss and accuracy from that epoch to the last (figures: `figures/overfitting_*.png`).", ""]
+    if rows:
+        lines += ["| config | n | epoch of min test loss | test loss (min → final) | loss rise | "
+                  "test acc (at min → final) | acc change |", "|---|---|---|---|---|---|---|", *rows]
+    if missing:
+        lines += ["", f"Not shown ({NO_COMPLETED}): {', '.join(missing)}."]
     return "\n".join(lines) + "\n", figures

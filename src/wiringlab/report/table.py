@@ -12,17 +12,24 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..experiment.store import atomic_write_text, write_csv
 from .stats import Comparison, Summary, holm, summarize, welch_test
 
-__all__ = ["group_by_label", "summary_rows", "write_summary_csv", "metric_values", "metric_names",
-           "ConfigRow", "ComparisonRow", "mixed_device_warnings", "ResultsTables", "compute_tables", "render_markdown",
-           "render_table", "write_table", "format_number", "format_p", "PRIMARY_METRICS"]
+__all__ = ["group_by_label", "completed_runs", "status_note", "stack_trained", "summary_rows", "write_summary_csv",
+           "metric_values", "metric_names", "ConfigRow", "ComparisonRow", "mixed_device_warnings", "ResultsTables",
+           "compute_tables", "render_markdown", "render_table", "write_table", "format_number", "format_p",
+           "PRIMARY_METRICS", "STACK_SHARED_METRICS", "STACK_SHARE_NOTE"]
 
 PRIMARY_METRICS = ["test_acc", "test_loss", "train_acc", "train_loss", "best_test_acc", "wall_time_s"]
 COMPARED_PRIMARY = ["test_acc", "test_loss"]  # plus every extra metric an analysis adds
+# A stack's members each record the stack's wall time / members (experiment/grouping.py):
+# equal by construction, so their spread measures nothing.
+STACK_SHARED_METRICS = ("wall_time_s",)
+STACK_SHARE_NOTE = ("“(stack share)” after a wall time: the config's seeds were trained together as one stacked "
+                    "model and each records the stack's wall time divided by its members, so only the mean is "
+                    "shown (their spread would be zero by construction, not measured).")
 
 
 def summary_rows(summaries: list[dict]) -> list[dict]:
@@ -49,6 +56,16 @@ def group_by_label(summaries: list[dict]) -> "OrderedDict[str, list[dict]]":
     for s in summaries:
         groups.setdefault(s["label"], []).append(s)
     return groups
+
+
+def completed_runs(runs: list[dict]) -> list[dict]:
+    """The runs whose status is "completed": the only ones any statistic or curve averages."""
+    return [r for r in runs if r.get("status") == "completed"]
+
+
+def stack_trained(runs: list[dict]) -> bool:
+    """True when a completed run of `runs` was trained in a stack of more than one member."""
+    return any(((r.get("provenance") or {}).get("stack_size") or 1) > 1 for r in completed_runs(runs))
 
 
 def metric_values(runs: list[dict], metric: str) -> list[float]:
@@ -85,7 +102,8 @@ def format_p(p: float | None) -> str:
     return format_number(p)
 
 
-def _status_note(runs: list[dict]) -> str:
+def status_note(runs: list[dict]) -> str:
+    """What did not complete, e.g. "1 diverged, 1 failed" ("" when every run completed)."""
     counts = OrderedDict()
     for r in runs:
         if r["status"] != "completed":
@@ -99,14 +117,20 @@ class ConfigRow:
     n: int  # completed runs
     cells: dict[str, Summary]  # metric -> statistics over the completed seeds
     not_completed: str  # e.g. "1 diverged, 1 failed"; "" when every run completed
+    stacked: bool = False  # its seeds were trained as one stack: STACK_SHARED_METRICS have no spread
+
+    def cell_parts(self, metric: str) -> tuple[str, str]:
+        """("mean ± std", "[low, high]"), or the reason there is no spread/interval and ""."""
+        s = self.cells[metric]
+        if self.stacked and metric in STACK_SHARED_METRICS and s.n:
+            return f"{s.mean:.4f} (stack share)", ""
+        interval = f"[{format_number(s.ci_low)}, {format_number(s.ci_high)}]" if s.n >= 2 else ""
+        return s.format(), interval
 
     def cell_text(self, metric: str) -> str:
         """"mean ± std [low, high]" (or the reason there is no interval)."""
-        s = self.cells[metric]
-        text = s.format()
-        if s.n >= 2:
-            text += f" [{format_number(s.ci_low)}, {format_number(s.ci_high)}]"
-        return text
+        value, interval = self.cell_parts(metric)
+        return f"{value} {interval}" if interval else value
 
 
 @dataclass(frozen=True)
@@ -130,6 +154,7 @@ class ResultsTables:
     compared_metrics: list[str]
     comparisons: list[ComparisonRow]  # empty when there is one config or no baseline
     warnings: list[str]  # what makes a row's seeds not comparable (e.g. mixed devices); usually empty
+    notes: list[str] = field(default_factory=list)  # what the table leaves out, and its markers
 
 
 def _untestable_note(test: Comparison, n: int, n_baseline: int) -> str:
@@ -173,12 +198,14 @@ def mixed_device_warnings(groups) -> list[str]:
     return out
 
 
-def compute_tables(recipe: dict, summaries: list[dict]) -> ResultsTables:
+def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTables:
     """Every statistic of table.md and report.html, computed once.
 
     Args:
         recipe: the recipe record (recipe.json): name, question, baseline.
         summaries: run summaries (summary.json contents) of the folder.
+        notes: lines shown under the table (e.g. `coverage.coverage_notes`); the
+            stack-share marker's explanation is added when a row uses it.
 
     Returns:
         A `ResultsTables`; the baseline defaults to the first config.
@@ -186,14 +213,15 @@ def compute_tables(recipe: dict, summaries: list[dict]) -> ResultsTables:
     groups = group_by_label(summaries)
     metrics = metric_names(summaries)
     baseline = recipe.get("baseline") or next(iter(groups), None)
-    rows = [ConfigRow(label, sum(r["status"] == "completed" for r in runs),
-                      {m: summarize(metric_values(runs, m)) for m in metrics}, _status_note(runs))
+    rows = [ConfigRow(label, len(completed_runs(runs)), {m: summarize(metric_values(runs, m)) for m in metrics},
+                      status_note(runs), stack_trained(runs))
             for label, runs in groups.items()]
+    notes = [*notes, *[STACK_SHARE_NOTE] * any(row.stacked for row in rows)]
     compared = COMPARED_PRIMARY + [m for m in metrics if m not in PRIMARY_METRICS]
     comparisons = _comparisons(groups, baseline, compared) if baseline in groups and len(groups) > 1 else []
     return ResultsTables(recipe.get("name", "results"), (recipe.get("question") or "").strip(),
                          baseline if baseline in groups else None, metrics, rows, compared, comparisons,
-                         mixed_device_warnings(groups))
+                         mixed_device_warnings(groups), notes)
 
 
 RESULTS_CAPTION = ("Final-epoch metrics per config: mean ± sample std [95% t-interval] over the completed "
@@ -212,6 +240,8 @@ def render_markdown(tables: ResultsTables) -> str:
     for row in tables.rows:
         cells = " | ".join(row.cell_text(m) for m in tables.metrics)
         out.append(f"| {row.label} | {row.n} | {cells} | {row.not_completed or '–'} |")
+    for note in tables.notes:  # a paragraph each
+        out += ["", f"**Note.** {note}"]
     if tables.warnings:
         out += ["", *(f"**Warning.** {w}" for w in tables.warnings)]
     if tables.comparisons:

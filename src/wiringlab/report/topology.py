@@ -22,7 +22,7 @@ from ..engine.topology_log import TOPOLOGY_FILE
 from ..experiment.store import RunFolder
 from .figures import plt, save_figure
 from .stats import summarize
-from .table import group_by_label
+from .table import completed_runs, group_by_label
 
 __all__ = ["topology_section", "load_topology"]
 
@@ -124,7 +124,7 @@ def topology_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tupl
     """REPORT_SECTIONS entry: topology figures and table for runs with sparse image layers."""
     counts_by_label: dict[str, list[torch.Tensor]] = {}
     for label, runs in group_by_label(summaries).items():
-        found = [load_topology(Path(out_dir) / "runs" / r["run_id"]) for r in runs if r["status"] != "failed"]
+        found = [load_topology(Path(out_dir) / "runs" / r["run_id"]) for r in completed_runs(runs)]
         if any(c is not None for c in found):
             counts_by_label[label] = [c for c in found if c is not None]
     if not counts_by_label:
@@ -141,6 +141,6 @@ def topology_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tupl
              "Topology index T = (c − m)/(c + m): c the mean connections per pixel in the centred box "
              "spanning the middle half of each side, m the mean elsewhere. T > 0: centre-dense (positive "
              "topology learning); T < 0: margin-dense (negative); an Erdős–Rényi mask gives |T| ≈ 0.01. "
-             "Mean ± sample std over seeds (figures: `figures/topology_*.png`).", "",
+             "Mean ± sample std over the completed seeds (figures: `figures/topology_*.png`).", "",
              *_table(index_by_label)]
     return "\n".join(lines) + "\n", figures

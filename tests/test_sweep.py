@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from wiringlab.cli import main
 from wiringlab.experiment import expand, load_recipe, run_sweep
@@ -103,12 +104,19 @@ def test_dry_run_and_bad_recipe_exit_codes(recipe_path, tmp_path, capsys):
     assert "4 runs" in capsys.readouterr().out
     assert not (tmp_path / "o" / "runs").exists()
     assert main(["run", str(recipe_path), "--set", "train.epochz=3"]) == 2
-    assert "train.epochz" in capsys.readouterr().err
+    assert "(--set train.epochz): train.epochz: Extra inputs" in capsys.readouterr().err  # blames the flag
     for bad, named in ((["--seeds", "0", "a"], "--seeds: 'a' is not an integer"),
                        (["--set", "model.hidden=[8, 8"], "not valid YAML"),
                        (["--seeds", ","], "needs at least one seed")):
         assert main(["run", str(recipe_path), "--dry-run", *bad]) == 2  # an error line, not a traceback
         assert named in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
+def test_a_device_this_machine_lacks_is_one_error_before_anything_runs(recipe_path, tmp_path, capsys):
+    assert main(["run", str(recipe_path), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+    assert "train.device: device 'cuda' requested but CUDA is not available" in capsys.readouterr().err
+    assert not list((tmp_path / "o").glob("runs/*/summary.json"))  # no run was recorded as failed
 
 
 def test_stacked_sweep_matches_unstacked(recipe_path, tmp_path):

@@ -117,9 +117,15 @@ def match_weights(weights_a: Sequence[torch.Tensor], weights_b: Sequence[torch.T
     Returns:
         One LongTensor per hidden layer; `permute_chain(weights_b, perms)` is B aligned to A.
 
-    Pitfall: greedy forward matching is exact when B is a permuted copy of A (a planted
-    permutation is recovered), but for independently trained networks it is a local
-    heuristic, as in Git Re-Basin; aligned cosines are lower bounds of the optimum.
+    Pitfalls:
+        * Greedy forward matching is exact when B is a permuted copy of A (a planted
+          permutation is recovered) up to units that their incoming weights and extras
+          cannot tell apart: units with identical incoming vectors (e.g. dead units whose
+          incoming weights were all pruned, without a distinguishing bias) are matched in
+          an arbitrary order, so the next layer's aligned cosine can fall below 1 even
+          for a copy.
+        * For independently trained networks it is a local heuristic, as in Git
+          Re-Basin; aligned cosines are lower bounds of the optimum.
 
     Raises:
         ValueError: the chains' shapes differ.

@@ -277,7 +277,7 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
                 break
             specs.append(RunSpec(run_id(config, label), label, seed, config, axes))
     if problems:
-        raise ConfigError(_problem_report(source, problems, labels))
+        raise ConfigError(_problem_report(source, problems, labels, [key for key, _ in overrides]))
     return specs
 
 
@@ -302,12 +302,16 @@ def effective_baseline(recipe: Recipe, source: str = "<recipe>", overrides=()) -
     return _label(points[written.index(recipe.baseline)])
 
 
-def _problem_report(source: str, problems: dict[str, list[str]], labels: list[str]) -> str:
-    """Each problem once; the configs it occurs in are named unless it is all of them."""
+def _problem_report(source: str, problems: dict[str, list[str]], labels: list[str],
+                    overridden: list[str] = ()) -> str:
+    """Each problem once; the configs it occurs in are named unless it is all of them, and
+    a problem under an overridden key is blamed on its --set, not on the file."""
     lines = []
     for line, where in problems.items():
         configs = "" if len(where) == len(labels) else " [" + "; ".join(where) + "]"
-        lines.append(f"{source}{configs}: {line}")
+        key = line.split(":", 1)[0]
+        cause = next((f" (--set {k})" for k in overridden if key == k or key.startswith(k + ".")), "")
+        lines.append(f"{source}{cause}{configs}: {line}")
     return "\n".join(lines)
 
 

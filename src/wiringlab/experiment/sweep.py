@@ -69,6 +69,24 @@ def check_csr_kernels(specs: list[RunSpec]) -> None:
                               f"{device}: set train.device=cpu, or model.layer.csr_kernel=torch (which runs on GPUs)")
 
 
+def check_devices(specs: list[RunSpec]) -> None:
+    """Resolve every run's `train.device` here, once: a device this machine lacks (--device
+    cuda without a GPU) is one error before anything runs, not a failed run per spec.
+    Only for executors that train on this machine (a Ray cluster's workers have their own).
+
+    Raises:
+        ConfigError: a requested device is not available.
+    """
+    from .errors import ConfigError
+    from .execute import resolve_device
+
+    for device in dict.fromkeys(spec.config.train.device for spec in specs):
+        try:
+            resolve_device(device)
+        except RuntimeError as err:
+            raise ConfigError(f"train.device: {err}") from None
+
+
 def _run_pending(groups: list[list[RunSpec]], out_dir: Path, executor) -> None:
     bar = tqdm(total=sum(len(g) for g in groups), desc=f"runs ({executor.name})", disable=None)
     for summaries in executor.map(groups, out_dir):
@@ -109,9 +127,12 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
     if skipped:
         log.info("resuming: %d of %d runs already finished", len(skipped), len(specs))
     if pending:
+        executor = executor or make_executor("auto", workers=workers)
+        if executor.name != "ray":
+            check_devices(pending)
         check_csr_kernels(pending)
         check_datasets(pending)
         groups = spread_groups(group_runs(pending), workers) if stack else [[s] for s in pending]
-        _run_pending(groups, out_dir, executor or make_executor("auto", workers=workers))
+        _run_pending(groups, out_dir, executor)
     summaries = [folders[s.run_id].read_summary() for s in specs]
     return SweepResult(out_dir, summaries, [s.run_id for s in pending], skipped)

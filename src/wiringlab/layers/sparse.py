@@ -30,9 +30,9 @@ __all__ = ["SparseLinear", "build_sparse_linear", "glorot_bound"]
 
 def _mask_gradient(module: "SparseLinear"):
     def hook(grad: torch.Tensor) -> torch.Tensor:
-        # where, not grad * mask: a non-finite input makes the dense gradient NaN/inf at
-        # masked entries too, and NaN * 0 = NaN would poison those weights for good
-        return torch.where(module.mask.bool(), grad, 0.0)
+        # a product, not torch.where: 3-4x faster on CPU (0.75 vs 3 ms for 1024 x 3072); see
+        # the class's pitfall on non-finite inputs
+        return grad * module.mask
 
     hook._wiringlab_gradient_mask = True  # marks it, so it is registered once
     return torch.utils.hooks.unserializable_hook(hook)
@@ -63,6 +63,10 @@ class SparseLinear(nn.Linear):
         * `load_state_dict(..., assign=True)` replaces `weight`; the gradient hook is
           re-attached there and on unpickling/deepcopy. After swapping the parameter any
           other way, call `attach_gradient_mask()`.
+        * A non-finite input (inf) makes the weight gradient NaN in its whole column, as
+          in `nn.Linear`, masked entries included (NaN · 0 = NaN), so the masked weights
+          turn NaN too and every later output is NaN: the run diverges as an `nn.Linear`
+          run would. `CSRSparseLinear` never touches masked entries and stays finite there.
     """
 
     # density only decides how many mask entries are 1 (the mask buffer), not the forward

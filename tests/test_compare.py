@@ -56,6 +56,9 @@ def test_compare_two_folders_side_by_side(folders, capsys, tmp_path):
     assert rows[("lr=0.05", "test_loss")] == [_cell(first, "lr=0.05", "test_loss"), "–"]
     assert rows[("lr=0.2", "train_acc")] == ["–", _cell(second, "lr=0.2", "train_acc")]
     assert (tmp_path / "c.md").read_text() in printed
+    # the seeds trained as one stack, each with the stack's time / members: no spread shown
+    assert all(c.endswith("(stack share, n=2)") for c in rows[("lr=0.1", "wall_time_s")])
+    assert "**Note.** “(stack share)”" in printed
 
 
 def test_compare_writes_html_and_selects_metrics(folders, tmp_path, capsys):

@@ -16,7 +16,7 @@ from .build import load_results
 from .html import html_page
 from .markdown import markdown_to_html
 from .stats import Summary, summarize
-from .table import group_by_label, metric_names, metric_values
+from .table import STACK_SHARE_NOTE, STACK_SHARED_METRICS, group_by_label, metric_names, metric_values, stack_trained
 
 __all__ = ["FolderResults", "load_folders", "render_comparison", "write_comparison"]
 
@@ -29,6 +29,7 @@ class FolderResults:
     labels: list[str]
     metrics: list[str]
     runs: int
+    stacked: frozenset[str] = frozenset()  # labels whose runs trained in a stack: STACK_SHARED_METRICS have no spread
 
 
 def _column_names(dirs: list[Path]) -> list[str]:
@@ -49,13 +50,16 @@ def load_folders(dirs: list[Path]) -> list[FolderResults]:
         groups = group_by_label(summaries)
         metrics = metric_names(summaries)
         cells = {(label, m): summarize(metric_values(runs, m)) for label, runs in groups.items() for m in metrics}
-        out.append(FolderResults(name, recipe, cells, list(groups), metrics, len(summaries)))
+        stacked = frozenset(label for label, runs in groups.items() if stack_trained(runs))
+        out.append(FolderResults(name, recipe, cells, list(groups), metrics, len(summaries), stacked))
     return out
 
 
-def _cell(summary: Summary | None) -> str:
+def _cell(summary: Summary | None, stack_share: bool = False) -> str:
     if summary is None or summary.n == 0:
         return "–"
+    if stack_share:  # equal by construction: a spread would measure nothing (STACK_SHARE_NOTE)
+        return f"{summary.mean:.4f} (stack share, n={summary.n})"
     return summary.format() if summary.n == 1 else f"{summary.format()} (n={summary.n})"
 
 
@@ -81,9 +85,12 @@ def render_comparison(folders: list[FolderResults], metrics: list[str] | None = 
             "|---|---|" + "---|" * len(folders)]
     for label in labels:
         for m in metrics:
-            cells = [_cell(f.cells.get((label, m))) for f in folders]
+            cells = [_cell(f.cells.get((label, m)), m in STACK_SHARED_METRICS and label in f.stacked)
+                     for f in folders]
             if any(c != "–" for c in cells):
                 out.append(f"| {label} | {m} | " + " | ".join(cells) + " |")
+    if any("(stack share" in line for line in out):
+        out += ["", f"**Note.** {STACK_SHARE_NOTE}"]
     return "\n".join(out) + "\n"
 
 

@@ -152,9 +152,10 @@ def _markdown(pair_rows: list[dict], run_rows: list[dict], samples: str) -> str:
         lines.append(f"| {group} | {layer} | {len(rows)} | " + " | ".join(cells) + " |")
     lines += ["", "### Permutation sensitivity", "",
               f"Accuracy on the first {samples} test samples after a seeded random shuffle of a hidden layer's "
-              "units (raw weight rows, bias, BatchNorm), alone and together with the next layer's input columns. "
-              "Buffers such as kernels stay in place, so a plain layer shuffled together with the next layer "
-              "computes the same function, and a positional prior does not. Mean ± sample std over runs (n); "
+              "units (raw weight rows, bias, BatchNorm, and what belongs to a unit, such as its sparse mask row), "
+              "alone and together with the next layer's input columns. Buffers that belong to positions, such as "
+              "kernels, stay in place, so a plain or sparse layer shuffled together with the next layer computes "
+              "the same function, and a positional prior does not. Mean ± sample std over runs (n); "
               "every run in `permutation_sensitivity.csv`.", "",
               "| config | layer | n runs | accuracy | units shuffled alone | shuffled with next layer's inputs |",
               "|---|---|---|---|---|---|"]

@@ -27,9 +27,10 @@ COMPARED_PRIMARY = ["test_acc", "test_loss"]  # plus every extra metric an analy
 # A stack's members each record the stack's wall time / members (experiment/grouping.py):
 # equal by construction, so their spread measures nothing.
 STACK_SHARED_METRICS = ("wall_time_s",)
-STACK_SHARE_NOTE = ("“(stack share)” after a wall time: the config's seeds were trained together as one stacked "
-                    "model and each records the stack's wall time divided by its members, so only the mean is "
-                    "shown (their spread would be zero by construction, not measured).")
+STACK_SHARE_NOTE = ("“(stack share)” after a wall time: the config's runs were trained in one stacked model "
+                    "(with its other members, which may be other configs' runs) and each records the stack's wall "
+                    "time divided by its members, so only the mean is shown (their spread would be zero by "
+                    "construction, not measured).")
 
 
 def summary_rows(summaries: list[dict]) -> list[dict]:

@@ -47,6 +47,22 @@ def test_huge_learning_rate_is_recorded_as_diverged():
     assert not math.isfinite(result.history[-1]["train_loss"])
 
 
+def test_weights_that_blow_up_in_the_last_step_make_the_run_diverged():
+    # one step per epoch, one epoch: the train loss is taken before the step that breaks the
+    # weights; the test loss is NaN, and argmax of NaN logits would give a finite test_acc
+    cfg = _cfg(epochs=1, batch_size=64, optimizer={"name": "sgd", "lr": 1e37})
+    result = train(_model(), blob_data(n_train=64), cfg, seed=0)
+    assert math.isfinite(result.final["train_loss"])
+    assert result.status == "diverged" and math.isnan(result.final["test_acc"])
+
+
+def test_batchnorm_with_a_last_batch_of_one_sample_is_refused_up_front():
+    data = blob_data(n_train=257)  # 8 batches of 32 and one of 1
+    with pytest.raises(ValueError, match="257 training samples at batch_size 32 leave a last batch of 1"):
+        train(_model(batchnorm=True), data, _cfg(batch_size=32), seed=0)
+    assert train(_model(), data, _cfg(batch_size=32, epochs=1), seed=0).status == "completed"  # no BatchNorm
+
+
 class _Recorder(Callback):
     def __init__(self):
         self.events, self.progress = [], []

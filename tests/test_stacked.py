@@ -1,5 +1,7 @@
 """Stacked members train exactly as the same members trained one at a time."""
 
+import math
+
 import pytest
 import torch
 
@@ -65,6 +67,14 @@ def test_diverged_member_is_recorded_alone():
     assert results[0].status == "completed" and len(results[0].history) == 3
     assert results[1].status == "diverged"
     assert results[0].final["test_acc"] > 0.8
+
+
+def test_a_member_that_blows_up_in_its_last_step_is_diverged_alone():
+    cfgs = [TrainConfig(epochs=1, batch_size=64, progress=False, optimizer={"name": "sgd", "lr": lr})
+            for lr in (0.05, 1e37)]
+    results = train_stacked([_model(0), _model(1)], blob_data(n_train=64), cfgs, seeds=[0, 1])
+    assert [r.status for r in results] == ["completed", "diverged"]
+    assert math.isfinite(results[0].final["test_acc"]) and math.isnan(results[1].final["test_acc"])
 
 
 def test_members_alias_the_stack_and_resync_repairs_replacement():

@@ -41,7 +41,8 @@ from .callbacks import CallbackList, TrainState
 from .optim import build_lr_scheduler, build_optimizer, weight_parameters
 from .precision import exact_cudnn
 from .tensors import DeviceData, iterate_batches
-from .trainer import TrainResult, evaluate, optimizer_step, record_epoch
+from .trainer import (TrainResult, check_batchnorm_batches, diverged, evaluate, mark_diverged, optimizer_step,
+                      record_epoch)
 
 __all__ = ["TaskData", "CyclingBatches", "lead_task", "train_multitask"]
 
@@ -178,6 +179,7 @@ def train_multitask(model: nn.Module, tasks: list[TaskData], cfg, *, seed: int, 
         penalties = [*penalties, lambda: cfg.l1 * sum(w.abs().sum() for w in weights)]
     generators = {t.name: make_generator(seed, f"data/{t.name}", device) for t in tasks}
     lead = lead_task(tasks)
+    check_batchnorm_batches(model, len(lead.data.x_train), lead.batch_size)  # the others cycle full batches
     streams = {t.name: CyclingBatches(len(t.data.x_train), t.batch_size, generators[t.name], device)
                for t in tasks if t is not lead}
     state = TrainState(model, optimizer, cfg.epochs, lead.batches_per_pass, seed, device, run_dir)
@@ -191,10 +193,10 @@ def train_multitask(model: nn.Module, tasks: list[TaskData], cfg, *, seed: int, 
         scheduler.step()
         state.epoch = epoch + 1
         record = _epoch_record(epoch + 1, lr, tasks, stats, model, cfg.eval_batch_size)
-        if math.isfinite(record["train_loss"]):
-            record.update(cbs.on_epoch_end(state))
+        if diverged(record):
+            mark_diverged(record, result)
         else:
-            result.status = "diverged"
+            record.update(cbs.on_epoch_end(state))
         if record_epoch(record, result, start, on_epoch, bar, description):
             break
     cbs.on_train_end(state)

@@ -41,7 +41,9 @@ def build_optimizer(params, config) -> torch.optim.Optimizer:
 
 
 def lr_factor(config, epoch: int, total_epochs: int) -> float:
-    """Multiplier of the initial learning rate after `epoch` completed epochs."""
+    """Multiplier of the initial learning rate after `epoch` completed epochs: the lr
+    epoch `epoch` (from 0) trains with. Cosine reaches `min_lr_ratio` at epoch =
+    total_epochs, after the last epoch, as torch's CosineAnnealingLR does."""
     if config.name == "constant":
         return 1.0
     if config.name == "step":

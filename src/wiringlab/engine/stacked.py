@@ -27,7 +27,7 @@ from .precision import autocast, compiled, exact_cudnn
 from .stacked_optim import StackedOptimizer
 from .stacking import StackedMembers
 from .tensors import DeviceData
-from .trainer import TrainResult, keep_epoch_record
+from .trainer import TrainResult, check_batchnorm_batches, diverged, keep_epoch_record, mark_diverged
 
 __all__ = ["train_stacked", "stack_compatible"]
 
@@ -137,17 +137,17 @@ def _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens)
 
 
 def _record_member_epoch(result, cb, state, epoch, metrics, start, on_epoch) -> None:
-    """Append one member's epoch record; a non-finite train loss marks it diverged (its
-    test metrics are NaN and its callbacks are not asked for metrics any more)."""
+    """Append one member's epoch record; a non-finite train or test loss marks it diverged
+    (`trainer.diverged`: its test metrics are NaN and its callbacks are not asked for
+    metrics any more)."""
     lr, train_loss, train_acc, test_loss, test_acc = metrics
     state.epoch = epoch
-    record = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
-    if math.isfinite(train_loss):
-        record.update(test_loss=test_loss, test_acc=test_acc)
-        record.update(cb.on_epoch_end(state))
+    record = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+              "test_loss": test_loss, "test_acc": test_acc}
+    if diverged(record):
+        mark_diverged(record, result)
     else:
-        record.update(test_loss=float("nan"), test_acc=float("nan"))
-        result.status = "diverged"
+        record.update(cb.on_epoch_end(state))
     keep_epoch_record(record, result, start, on_epoch)
 
 
@@ -185,12 +185,14 @@ def train_stacked(
         One `TrainResult` per member, as `train` would have returned.
 
     Raises:
-        ValueError: the configs or models cannot be stacked.
+        ValueError: the configs or models cannot be stacked; BatchNorm with a last batch
+            of one sample (`trainer.check_batchnorm_batches`).
     """
     reason = stack_compatible(cfgs)
     if reason:
         raise ValueError(f"cannot stack: {reason}")
     M, cfg, start = len(models), cfgs[0], time.perf_counter()
+    check_batchnorm_batches(models[0], len(data.x_train), cfg.batch_size)
     stack = StackedMembers(models)
     callbacks = callbacks or [[] for _ in range(M)]
     penalties = penalties or [[] for _ in range(M)]

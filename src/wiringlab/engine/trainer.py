@@ -30,7 +30,8 @@ from .optim import build_lr_scheduler, build_optimizer, weight_parameters
 from .precision import autocast, compiled, exact_cudnn
 from .tensors import DeviceData, iterate_batches
 
-__all__ = ["TrainResult", "train", "evaluate", "optimizer_step", "keep_epoch_record", "record_epoch"]
+__all__ = ["TrainResult", "train", "evaluate", "optimizer_step", "check_batchnorm_batches", "diverged", "mark_diverged",
+           "keep_epoch_record", "record_epoch"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,20 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return loss_sum.item() / n, correct.item() / n
 
 
+def check_batchnorm_batches(model: nn.Module, n_train: int, batch_size: int) -> None:
+    """A model with BatchNorm cannot train on a batch of one sample (torch raises in the
+    middle of the first epoch); say so before training, with the fix.
+
+    Raises:
+        ValueError: `model` has BatchNorm and the epoch's last batch would hold one sample.
+    """
+    if n_train > 1 and n_train % batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                                           for m in model.modules()):
+        raise ValueError(f"BatchNorm needs at least 2 samples per training batch, but {n_train} training samples "
+                         f"at batch_size {batch_size} leave a last batch of 1 sample: change train.batch_size "
+                         "or data.n_train")
+
+
 def _l1_penalty(model: nn.Module, coefficient: float) -> Callable[[], torch.Tensor] | None:
     if coefficient <= 0:
         return None
@@ -94,6 +109,19 @@ def optimizer_step(loss: torch.Tensor, penalties, optimizer, callbacks, state) -
     optimizer.step()
     state.step += 1
     callbacks.on_step_end(state)
+
+
+def diverged(record: dict) -> bool:
+    """Whether an epoch's record ends its run: a non-finite train loss, or a non-finite
+    test loss (weights that blew up in the epoch's last step: the train loss was taken
+    before it, and argmax of NaN logits would still give a finite, meaningless accuracy)."""
+    return not (math.isfinite(record["train_loss"]) and math.isfinite(record.get("test_loss", 0.0)))
+
+
+def mark_diverged(record: dict, result: TrainResult) -> None:
+    """Give a diverged epoch NaN test metrics and its run the status "diverged"."""
+    record.update(test_loss=float("nan"), test_acc=float("nan"))
+    result.status = "diverged"
 
 
 def keep_epoch_record(record: dict, result: TrainResult, start: float, on_epoch) -> None:
@@ -161,6 +189,7 @@ def train(
     Returns:
         A `TrainResult` with status "completed" or "diverged" and the per-epoch history.
     """
+    check_batchnorm_batches(model, len(data.x_train), cfg.batch_size)
     start = time.perf_counter()
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
     scheduler = build_lr_scheduler(optimizer, cfg.lr_schedule, cfg.epochs)
@@ -182,12 +211,12 @@ def train(
         scheduler.step()
         state.epoch = epoch + 1
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
-        if not math.isfinite(train_loss):
-            record.update(test_loss=float("nan"), test_acc=float("nan"))
-            result.status = "diverged"
-        else:
+        if math.isfinite(train_loss):
             record["test_loss"], record["test_acc"] = evaluate(model, data.x_test, data.y_test, cfg.eval_batch_size,
                                                                forward=forward, precision=cfg.precision)
+        if diverged(record):
+            mark_diverged(record, result)
+        else:
             record.update(cbs.on_epoch_end(state))
         if record_epoch(record, result, start, on_epoch, bar, description):
             break

@@ -168,7 +168,9 @@ class LRScheduleConfig(StrictModel):
     name: Literal["constant", "cosine", "step"] = "constant"
     step_size: int = Field(default=10, gt=0)  # epochs between decays (step)
     gamma: float = Field(default=0.1, gt=0.0)  # decay factor (step)
-    min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0)  # final lr / initial lr (cosine)
+    # cosine: lr / initial lr at the end of training; epoch e (from 0) trains at the factor
+    # for e / epochs (torch's CosineAnnealingLR convention), so the last epoch is still above it
+    min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class TrainConfig(StrictModel):

@@ -143,3 +143,17 @@ def test_table_says_which_runs_it_leaves_out(tmp_path, capsys):
     summary = json.loads((out / "runs" / run_ids[1] / "summary.json").read_text())
     assert float(rows[0]["wall_time_s"]) == pytest.approx(summary["wall_time_s"])
     capsys.readouterr()
+
+
+def test_outputs_of_an_earlier_invocation_are_removed_and_a_users_files_kept(tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE)
+    out = tmp_path / "out"
+    assert main(["run", str(recipe), "--out", str(out)]) == 0  # two seeds: the cross-seed analyses
+    assert (out / "similarity.csv").is_file() and (out / "figures" / "overfitting_lr-0.05.png").is_file()
+    (out / "figures" / "mine.png").write_bytes(b"a figure the report did not write")
+    assert main(["run", str(recipe), "--out", str(out), "--seeds", "0", "--set", "train.optimizer.lr=0.1"]) == 0
+    assert not (out / "similarity.csv").exists()  # one seed now: no pairs, so no file that disagrees
+    assert not (out / "figures" / "overfitting_lr-0.05.png").exists()  # that config is not in the table
+    assert (out / "figures" / "mine.png").is_file() and (out / "figures" / "learning_curves.png").is_file()
+    assert "lr-0.05" not in (out / "report.html").read_text()

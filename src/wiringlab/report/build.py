@@ -6,7 +6,7 @@ import logging
 import re
 from pathlib import Path
 
-from ..experiment.store import RunFolder, atomic_write_text, read_json
+from ..experiment.store import RunFolder, atomic_write_text, read_json, write_json
 from .coverage import coverage_notes, run_statuses
 from .figures import NO_COMPLETED, completed_histories, plot_learning_curves
 from .html import ReportSection, write_report_html
@@ -84,11 +84,28 @@ def _first_config(out_dir: Path, recipe: dict) -> str | None:
     return None
 
 
+MANIFEST = ".report-files.json"  # what the last build wrote, relative to the folder
+
+
+def _remove_stale_outputs(out_dir: Path, written: list[Path]) -> None:
+    """Delete what the previous build wrote and this one did not (an analysis CSV or a
+    figure of a config that the latest invocation no longer has), so the folder never
+    shows files that disagree with its table; then record this build's files. Files the
+    report never wrote (a user's own figure) are not touched."""
+    manifest = out_dir / MANIFEST
+    now = sorted({str(p.relative_to(out_dir)) for p in written if p.is_relative_to(out_dir)})
+    before = read_json(manifest) if manifest.is_file() else []
+    for name in set(before) - set(now):
+        (out_dir / name).unlink(missing_ok=True)
+    write_json(manifest, now)
+
+
 def build_report(out_dir: Path) -> dict[str, Path]:
     """Write summary.csv, table.md, figures/*.png and report.html for `out_dir`; return their paths.
 
     table.md and report.html are rendered from one `compute_tables` result, followed by
-    the Markdown and figures of every entry of `REPORT_SECTIONS`.
+    the Markdown and figures of every entry of `REPORT_SECTIONS`. Outputs of the previous
+    build that this one does not write again are removed (`MANIFEST`).
     """
     out_dir = Path(out_dir).resolve()  # sections return figure paths under it; the page resolves them
     recipe, summaries = load_results(out_dir)
@@ -99,6 +116,7 @@ def build_report(out_dir: Path) -> dict[str, Path]:
         markdown, figures = section(out_dir, recipe, summaries)
         sections.append(ReportSection(_section_name(section, markdown), markdown, dict(figures)))
         paths.update(figures)
+    _remove_stale_outputs(out_dir, [Path(p) for p in paths.values()])  # before the page lists figures/
     notes = coverage_notes(recipe.get("run_ids", []), run_statuses(out_dir / "runs"))
     tables = compute_tables(recipe, summaries, notes)
     atomic_write_text(paths["table"], render_markdown(tables) + "".join(s.markdown for s in sections))

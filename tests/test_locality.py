@@ -157,3 +157,12 @@ def test_prior_block_defaults_to_plain_linear_on_both_model_kinds():
     for cls in (LeNetConfig, MLPConfig):
         block = cls(prior_block={"width": 9}).prior_block
         assert block.layer.type == "linear" and block.batchnorm and block.activation == "model"
+
+
+def test_float64_locality_layer_has_a_float64_accurate_prior():
+    from wiringlab.layers import LocalityLinear
+    from wiringlab.locality import locality_prior
+
+    layer = LocalityLinear(7, 10, rescale="row", dtype=torch.float64)
+    assert torch.equal(layer.kernel, locality_prior(10, 7, rescale="row", dtype=torch.float64))
+    assert torch.allclose(layer.kernel.sum(1), torch.full((10,), 7.0, dtype=torch.float64), rtol=0, atol=1e-12)

@@ -14,8 +14,10 @@ exactly ⌊s · batch_size / n⌋ or that plus one times; each of its passes is 
 permutation (`CyclingBatches`, tested).
 
 Seeding: task ``name`` draws its order from ``make_generator(seed, "data/<name>")``, so a
-task's batches are the same whichever other tasks share the run and in every
-condition (the ``separate`` baseline sees exactly the batches the shared trunk sees).
+task's batches are the same in every condition of the same tasks (the ``separate``
+baseline sees exactly the batches the shared trunk sees) and whichever other tasks share
+the run, as long as the lead task stays the lead: a lead's epoch ends with a short batch,
+a cycling task's batch may span two permutations.
 
 Per epoch the record holds, per task, ``train_loss/<task>`` and ``train_acc/<task>``
 (means over the samples drawn that epoch) and ``test_loss/<task>``, ``test_acc/<task>``;

@@ -234,7 +234,7 @@ def _unique_points(points: list[dict]) -> list[dict]:
     seen: set[str] = set()
     unique = [p for p in points if not (_canonical(p) in seen or seen.add(_canonical(p)))]
     if len(unique) < len(points):
-        log.warning("the overrides made %d configs identical to others; each is run once",
+        log.warning("the overrides made %d config(s) identical to others; each distinct config is run once",
                     len(points) - len(unique))
     return unique
 

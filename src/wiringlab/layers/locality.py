@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
+
 from ..locality import locality_prior
 from .spatial import SpatialLinear
 
@@ -38,7 +40,10 @@ class LocalityLinear(SpatialLinear):
                  rescale: Literal["none", "row"] = "none", metric: str = "euclidean",
                  device=None, dtype=None) -> None:
         self.p, self.rescale, self.metric = float(p), rescale, metric
-        prior = locality_prior(out_features, in_features, p=p, rescale=rescale, metric=metric)
+        # in the layer's dtype: a float32 prior cast up would carry float32 error (and rows
+        # rescaled to n_in would not sum to it exactly)
+        prior = locality_prior(out_features, in_features, p=p, rescale=rescale, metric=metric,
+                               dtype=dtype or torch.get_default_dtype())
         super().__init__(in_features, out_features, bias, kernel=prior, device=device, dtype=dtype)
 
     def extra_repr(self) -> str:

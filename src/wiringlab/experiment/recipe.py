@@ -231,8 +231,7 @@ def _overridden_points(recipe: Recipe, source: str, overrides) -> tuple[dict, li
 
 def _unique_points(points: list[dict]) -> list[dict]:
     """Points without repeats: an override of one zip key can make two rows equal."""
-    seen: set[str] = set()
-    unique = [p for p in points if not (_canonical(p) in seen or seen.add(_canonical(p)))]
+    unique = list({_canonical(p): p for p in points}.values())  # a dict keeps each key's first position
     if len(unique) < len(points):
         log.warning("the overrides made %d config(s) identical to others; each distinct config is run once",
                     len(points) - len(unique))

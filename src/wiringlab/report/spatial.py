@@ -25,7 +25,7 @@ from ..engine.spatial import KERNEL_SNAPSHOTS
 from ..experiment.store import RunFolder
 from .figures import plot_learning_curves, save_figure
 from .stats import summarize
-from .table import group_by_label
+from .table import completed_runs, group_by_label
 
 import matplotlib.pyplot as plt  # noqa: E402  (after .figures, which selects the Agg backend)
 
@@ -35,10 +35,6 @@ log = logging.getLogger(__name__)
 
 THRESHOLD_FRACTIONS = (0.90, 0.95, 0.99)  # levels as fractions of the best config's mean final test_acc
 _SNAPSHOTS = tuple(KERNEL_SNAPSHOTS)  # start, middle, end
-
-
-def _completed(runs: list[dict]) -> list[dict]:
-    return [r for r in runs if r.get("status") == "completed"]
 
 
 def _first_kernels(out_dir: Path, runs: list[dict]):
@@ -56,7 +52,7 @@ def _first_kernels(out_dir: Path, runs: list[dict]):
 def kernel_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[str, dict[str, Path]]:
     rows = []
     for label, runs in group_by_label(summaries).items():
-        found = _first_kernels(out_dir, _completed(runs))
+        found = _first_kernels(out_dir, completed_runs(runs))
         if found is not None:
             rows.append((label, *found))
     if not rows:
@@ -81,7 +77,7 @@ def kernel_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[
 def sparsity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[str, dict[str, Path]]:
     histories = {}
     for label, runs in group_by_label(summaries).items():
-        metrics = [RunFolder(out_dir / "runs" / r["run_id"]).read_metrics() for r in _completed(runs)]
+        metrics = [RunFolder(out_dir / "runs" / r["run_id"]).read_metrics() for r in completed_runs(runs)]
         metrics = [h for h in metrics if h and "kernel_sparsity" in h[0]]
         if metrics:
             histories[label] = metrics
@@ -109,7 +105,7 @@ def _threshold_cell(first_epochs: list[int | None]) -> str:
 def _test_acc_curves(out_dir: Path, summaries: list[dict]) -> dict[str, list[list]]:
     curves = {}
     for label, runs in group_by_label(summaries).items():
-        histories = [RunFolder(out_dir / "runs" / r["run_id"]).read_metrics() for r in _completed(runs)]
+        histories = [RunFolder(out_dir / "runs" / r["run_id"]).read_metrics() for r in completed_runs(runs)]
         curves[label] = [[rec.get("test_acc") for rec in h] for h in histories if h]
     return curves
 

@@ -72,9 +72,7 @@ def stack_trained(runs: list[dict]) -> bool:
 def metric_values(runs: list[dict], metric: str) -> list[float]:
     """`metric` of every completed run (NaN where a run lacks it); other statuses are left out."""
     out = []
-    for r in runs:
-        if r["status"] != "completed":
-            continue
+    for r in completed_runs(runs):
         v = r.get(metric) if metric in ("best_test_acc", "wall_time_s") else r.get("final", {}).get(metric)
         out.append(math.nan if v is None else float(v))
     return out

@@ -4,7 +4,9 @@ What it measures: the wall time of one epoch of M members trained as one stack
 (`engine.stacked.train_stacked`) against M times the epoch of one model trained alone
 (`engine.train`), same data, same process, alternating rounds. Target (issue 8): on
 CPU, M = 8 members take at most 0.95 × 8 single-model epochs; on a GPU, M = 16 take at
-most 3 × one model's epoch (small models are launch-bound there).
+most 3 × one model's epoch (small models are launch-bound there). One model is timed
+twice: with its default step (for this plain MLP the fused MLP step, engine/fused_mlp.py)
+and with `train.step: autograd`, the step the stack's own (vmapped autograd) matches.
 
 `--workers N` (CPU) adds a line: the M members as N stacks in N one-thread processes,
 timed together, which is how `wiringlab run --workers N` trains M seeds of a config
@@ -81,7 +83,8 @@ def main() -> None:
     data, cfg = _data_and_config(args.samples, device)
     M = args.members
     pool = _start_pool(args.workers) if args.workers and device.type == "cpu" else None
-    alone, stacked, pooled = [], [], []
+    alone, alone_autograd, stacked, pooled = [], [], [], []
+    cfg_autograd = cfg.model_copy(update={"step": "autograd"})
     for r in range(args.rounds + 1):  # round 0 warms up
         model = _models(1, args.hidden, device)[0]
         _sync(device)
@@ -89,6 +92,12 @@ def main() -> None:
         train(model, data, cfg, seed=0)
         _sync(device)
         t_alone = time.perf_counter() - t
+        model = _models(1, args.hidden, device)[0]
+        _sync(device)
+        t = time.perf_counter()
+        train(model, data, cfg_autograd, seed=0)
+        _sync(device)
+        t_alone_autograd = time.perf_counter() - t
         models = _models(M, args.hidden, device)
         _sync(device)  # the members' initialisation is not part of the stacked epoch
         t = time.perf_counter()
@@ -98,15 +107,18 @@ def main() -> None:
         t_pooled = _pooled_epoch(pool, args.workers, M, args.hidden, args.samples) if pool else None
         if r:
             alone.append(t_alone)
+            alone_autograd.append(t_alone_autograd)
             stacked.append(t_stacked)
             pooled.append(t_pooled)
     if pool:
         pool.shutdown()
-    a, s = statistics.median(alone), statistics.median(stacked)
+    a, s, g = statistics.median(alone), statistics.median(stacked), statistics.median(alone_autograd)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"MLP 784-{'-'.join(map(str, args.hidden))}-10, batch 128, {args.samples} samples/epoch")
-    print(f"one model epoch: {a:.3f} s; {M} stacked members epoch: {s:.3f} s (median of {args.rounds})")
+    print(f"one model epoch: {a:.3f} s ({train(_models(1, args.hidden, device)[0], data, cfg, seed=0).train_step});"
+          f" with train.step autograd: {g:.3f} s; {M} stacked members epoch: {s:.3f} s (median of {args.rounds})")
     print(f"stacked / ({M} x one model) = {s / (M * a):.3f}   (target: <= 0.95 on CPU)")
+    print(f"stacked / ({M} x one model, train.step autograd) = {s / (M * g):.3f}")
     print(f"stacked / one model = {s / a:.2f}x   (GPU target for M=16: <= 3)")
     if pool:
         p = statistics.median(pooled)

@@ -6,6 +6,8 @@ the reference write-ups train (per-sample Dataset that converts each sample,
 DataLoader with shuffle, batch 128, `.item()` per batch), in the same process, in
 alternating rounds so that machine noise hits both alike. Also reports each as a
 fraction of the machine's measured fp32 matmul peak (best of a 2048² matmul).
+The engine trains this plain ReLU MLP with the fused MLP step (engine/fused_mlp.py); the
+line "train.step: autograd" times the same engine with autograd's step, in the same rounds.
 
 Third line: the same engine as a sweep runs it with `--workers N` (`grouping.spread_groups`,
 `executors.PoolExecutor`): N processes with one thread each, one model each, timed
@@ -69,23 +71,24 @@ def baseline_epoch(x: np.ndarray, y: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
-def wiringlab_epoch(x: np.ndarray, y: np.ndarray) -> float:
+def wiringlab_epoch(x: np.ndarray, y: np.ndarray, step: str = "auto") -> float:
     xt = (torch.from_numpy(x).float() / 255.0 - 0.5) / 0.5
     data = DeviceData(xt, torch.from_numpy(y).long(), xt[:BATCH], torch.from_numpy(y[:BATCH]).long(), (1, 28, 28), 10)
     model = init_parameters_(build_model(MLPConfig(hidden=[1000, 1000]), (1, 28, 28), 10), make_generator(0, "init"))
-    cfg = TrainConfig(epochs=1, batch_size=BATCH, progress=False, optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.9})
+    cfg = TrainConfig(epochs=1, batch_size=BATCH, progress=False, step=step,
+                      optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.9})
     return train(model, data, cfg, seed=0).history[-1]["time_s"]
 
 
-def matmul_bound(x: np.ndarray, y: np.ndarray, peak: float) -> tuple[float, float]:
+def matmul_bound(x: np.ndarray, y: np.ndarray, peak: float, step: str) -> tuple[float, float]:
     """Profile one engine epoch. Returns the matmuls' share of its time, and the fraction of
     `peak` that a step made of nothing but those matmuls, at the speed they ran in the
     step, would reach: the ceiling of what the engine can do around the BLAS."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        epoch_s = wiringlab_epoch(x, y)
-    matmuls = ("aten::mm", "aten::addmm")
+        epoch_s = wiringlab_epoch(x, y, step)
+    matmuls = ("aten::mm", "aten::addmm", "aten::addmm_")
     matmul_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in matmuls)
     steps = -(-len(x) // BATCH)
     bound = mlp_step_flops(SIZES, BATCH) * steps / (matmul_us / 1e6) / 1e9 / peak
@@ -116,7 +119,8 @@ def main() -> None:
     x = rng.integers(0, 256, size=(args.samples, 1, 28, 28), dtype=np.uint8)
     y = rng.integers(0, 10, size=args.samples)
     wiringlab_epoch(x[:1024], y[:1024]), baseline_epoch(x[:1024], y[:1024])  # warm-up
-    ours, base, pooled, peaks = [], [], [], []
+    wiringlab_epoch(x[:1024], y[:1024], "autograd")
+    ours, base, pooled, peaks, autograd = [], [], [], [], []
     pool = None
     if args.workers:
         from concurrent.futures import ProcessPoolExecutor
@@ -128,6 +132,7 @@ def main() -> None:
         peaks.append(measured_matmul_gflops())
         ours.append(args.samples / wiringlab_epoch(x, y))
         base.append(args.samples / baseline_epoch(x, y))
+        autograd.append(args.samples / wiringlab_epoch(x, y, "autograd"))
         if pool is not None:
             pooled.append(pool_samples_per_s(pool, args.workers, x, y))
     if pool is not None:
@@ -135,15 +140,18 @@ def main() -> None:
     peak = max(peaks)
     step_gflop = mlp_step_flops(SIZES, BATCH) / 1e9
     fraction = lambda sps: sps / BATCH * step_gflop / peak  # noqa: E731
-    o, b = statistics.median(ours), statistics.median(base)
+    o, b, a = statistics.median(ours), statistics.median(base), statistics.median(autograd)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, measured fp32 matmul peak {peak:.1f} GFLOP/s")
     print(f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, {step_gflop:.3f} GFLOP per step, median of {args.rounds} rounds")
     print(f"baseline (per-sample DataLoader, .item() per batch): {b:9.0f} samples/s  {fraction(b):5.1%} of peak")
     print(f"wiringlab engine                                   : {o:9.0f} samples/s  {fraction(o):5.1%} of peak")
     print(f"ratio wiringlab / baseline: {o / b:.2f}x")
-    share, bound = matmul_bound(x[: 20 * BATCH], y[: 20 * BATCH], peak)
-    print(f"matmuls: {share:.0%} of the engine's epoch (profiled); a step of matmuls alone, at their"
-          f" in-step speed, would reach {bound:.1%} of peak")
+    print(f"wiringlab engine, train.step: autograd         : {a:9.0f} samples/s  {fraction(a):5.1%} of peak"
+          f"  ({a / b:.2f}x the baseline)")
+    for step in ("auto", "autograd"):
+        share, bound = matmul_bound(x[: 20 * BATCH], y[: 20 * BATCH], peak, step)
+        print(f"train.step {step}: matmuls {share:.0%} of the engine's epoch (profiled); a step of matmuls alone, at"
+              f" their in-step speed, would reach {bound:.1%} of peak")
     if pooled:
         p = statistics.median(pooled)
         print(f"wiringlab sweep, {args.workers} processes x 1 thread  : {p:9.0f} samples/s  {fraction(p):5.1%} of peak"

@@ -13,7 +13,7 @@ name: {name}
 question: does lr matter on {name}?
 base:
   data: {{name: synthetic, options: {{n_train: 192, n_test: 96, input_shape: [12], num_classes: 3}}}}
-  model: {{kind: mlp, hidden: [8]}}
+  model: {{kind: mlp, hidden: [8], activation: tanh}}  # tanh: stacked on CPU (ReLU MLPs train alone, fused)
   train: {{epochs: 1, batch_size: 64, progress: false, optimizer: {{name: sgd, lr: 0.1}}}}
 grid:
   train.optimizer.lr: {lrs}

@@ -18,7 +18,7 @@ RECIPE = """
 name: tiny
 base:
   data: {name: synthetic, options: {n_train: 128, n_test: 64, input_shape: [8], num_classes: 3}}
-  model: {kind: mlp, hidden: [8]}
+  model: {kind: mlp, hidden: [8], activation: tanh}  # tanh: stacked on CPU (ReLU MLPs train alone, fused)
   train: {epochs: 1, batch_size: 64, progress: false, optimizer: {name: sgd, lr: 0.1}}
 grid:
   train.optimizer.lr: [0.1, 0.05]

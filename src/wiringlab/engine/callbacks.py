@@ -46,7 +46,14 @@ class TrainState:
 
 
 class Callback:
-    """Base class: override the hooks you need; each default does nothing."""
+    """Base class: override the hooks you need; each default does nothing.
+
+    Set `reads_gradients = True` on a callback that reads parameters' `.grad`: the fused MLP
+    step (`engine.fused_mlp`) then fills `.grad` as autograd would, instead of folding the
+    gradient into the momentum buffer.
+    """
+
+    reads_gradients = False
 
     def on_train_start(self, state: TrainState) -> None: ...
 
@@ -64,6 +71,10 @@ class CallbackList(Callback):
 
     def __init__(self, callbacks=()) -> None:
         self.callbacks = list(callbacks)
+
+    @property
+    def reads_gradients(self) -> bool:
+        return any(cb.reads_gradients for cb in self.callbacks)
 
     def on_train_start(self, state):
         for cb in self.callbacks:

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["build_optimizer", "build_lr_scheduler"]
+__all__ = ["build_optimizer", "build_lr_scheduler", "set_epoch_lr"]
 
 
 def build_optimizer(params, config) -> torch.optim.Optimizer:
@@ -53,6 +53,14 @@ def lr_factor(config, epoch: int, total_epochs: int) -> float:
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine
     raise ValueError(f"unknown lr schedule {config.name!r}")
+
+
+def set_epoch_lr(optimizer, config, epoch: int, total_epochs: int, base_lrs: list[float]) -> None:
+    """Set every param group's lr to its `base_lrs` entry × `lr_factor(config, epoch, ...)`: the
+    lr that epoch `epoch` (from 0) trains with. What `build_lr_scheduler` does, without
+    torch's scheduler, which warns when steps bypass `optimizer.step()` (the fused MLP step)."""
+    for group, base in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = base * lr_factor(config, epoch, total_epochs)
 
 
 def build_lr_scheduler(optimizer, config, total_epochs: int):

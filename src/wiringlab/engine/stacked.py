@@ -208,7 +208,7 @@ def train_stacked(
     cbs = [CallbackList(c) for c in callbacks]
     for cb, st in zip(cbs, states):
         cb.on_train_start(st)
-    results = [TrainResult(status="completed") for _ in range(M)]
+    results = [TrainResult(status="completed", train_step="stacked") for _ in range(M)]
     for epoch in range(cfg.epochs):
         lrs = list(opt.lr)
         train_metrics = _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens)

@@ -26,12 +26,13 @@ from tqdm.auto import tqdm
 from ..layers import SeededDropout
 from ..seeding import make_generator
 from .callbacks import CallbackList, TrainState
-from .optim import build_lr_scheduler, build_optimizer, weight_parameters
+from .fused_mlp import FusedMLPStep, fused_mlp_layers, fused_step_blocker
+from .optim import build_optimizer, set_epoch_lr, weight_parameters
 from .precision import autocast, compiled, exact_cudnn
 from .tensors import DeviceData, iterate_batches
 
 __all__ = ["TrainResult", "train", "evaluate", "optimizer_step", "check_batchnorm_batches", "diverged", "mark_diverged",
-           "keep_epoch_record", "record_epoch"]
+           "keep_epoch_record", "record_epoch", "finish_step", "loss_input"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class TrainResult:
     status: str  # "completed" | "diverged"
     history: list[dict] = field(default_factory=list)  # one record per epoch
     wall_time_s: float = 0.0
+    train_step: str = "autograd"  # how steps were computed (engine/fused_mlp.py), for the provenance
 
     @property
     def final(self) -> dict:
@@ -65,7 +67,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         with autocast(precision, x.device):
             logits = forward(x[start : start + batch_size])
         target = y[start : start + batch_size]
-        loss_sum += F.cross_entropy(logits.float(), target, reduction="sum")
+        loss_sum += F.cross_entropy(loss_input(logits), target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()
     model.train(was_training)
     n = max(len(x), 1)
@@ -107,8 +109,19 @@ def optimizer_step(loss: torch.Tensor, penalties, optimizer, callbacks, state) -
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
+    finish_step(callbacks, state)
+
+
+def finish_step(callbacks, state) -> None:
+    """Count the step, then the callbacks' `on_step_end`."""
     state.step += 1
     callbacks.on_step_end(state)
+
+
+def loss_input(logits: torch.Tensor) -> torch.Tensor:
+    """Logits as cross-entropy takes them: float32 from bf16 autocast; float64 stays float64
+    (a float64 model's loss gradient would otherwise carry float32 rounding)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
 
 
 def diverged(record: dict) -> bool:
@@ -144,19 +157,43 @@ def record_epoch(record: dict, result: TrainResult, start: float, on_epoch, bar,
     return True
 
 
-def _run_epoch(model, forward, data, cfg, optimizer, penalties, callbacks, state, generator):
+def _step_function(model, forward, cfg, optimizer, penalties, callbacks, state):
+    """What trains on one batch: `step(x, y) -> (loss, logits)`, both detached, after the
+    update and `on_step_end`; and a function naming how the steps were computed (for the
+    provenance). A plain ReLU MLP gets the hand-derived step (`fused_mlp`)."""
+    blocker = fused_step_blocker(cfg, penalties, optimizer)
+    layers = fused_mlp_layers(model) if blocker is None else blocker
+    if not isinstance(layers, str):
+        fused = FusedMLPStep(layers, optimizer, callbacks)
+
+        def step(x, y):
+            loss, logits = fused(x, y)
+            finish_step(callbacks, state)
+            return loss, logits
+
+        return step, lambda: " / ".join(sorted(fused.modes)) or "fused-mlp"
+    log.debug("autograd step: %s", layers)
+
+    def step(x, y):
+        with autocast(cfg.precision, x.device):
+            logits = forward(x)
+        loss = F.cross_entropy(loss_input(logits), y)
+        optimizer_step(loss, penalties, optimizer, callbacks, state)
+        return loss.detach(), logits.detach()
+
+    return step, lambda: "autograd"
+
+
+def _run_epoch(model, step, data, cfg, callbacks, state, generator):
     model.train()
     loss_sum = torch.zeros((), device=data.device)
     correct = torch.zeros((), device=data.device, dtype=torch.long)
     for idx in iterate_batches(len(data.x_train), cfg.batch_size, generator, data.device):
         x, y = data.x_train[idx], data.y_train[idx]
         callbacks.on_step_start(state)
-        with autocast(cfg.precision, data.device):
-            logits = forward(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer_step(loss, penalties, optimizer, callbacks, state)
-        loss_sum += loss.detach() * len(idx)
-        correct += (logits.detach().argmax(1) == y).sum()
+        loss, logits = step(x, y)
+        loss_sum += loss * len(idx)
+        correct += (logits.argmax(1) == y).sum()
     n = len(data.x_train)
     return loss_sum.item() / n, correct.item() / n
 
@@ -192,7 +229,8 @@ def train(
     check_batchnorm_batches(model, len(data.x_train), cfg.batch_size)
     start = time.perf_counter()
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
-    scheduler = build_lr_scheduler(optimizer, cfg.lr_schedule, cfg.epochs)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    set_epoch_lr(optimizer, cfg.lr_schedule, 0, cfg.epochs, base_lrs)
     l1 = _l1_penalty(model, cfg.l1)
     penalties = [p for p in (*penalties, l1) if p is not None]
     _assign_dropout_generators(model, seed, data.device)
@@ -202,13 +240,14 @@ def train(
     state = TrainState(model, optimizer, cfg.epochs, steps, seed, data.device, run_dir)
     cbs = CallbackList(callbacks)
     cbs.on_train_start(state)
+    step, step_kind = _step_function(model, forward, cfg, optimizer, penalties, cbs, state)
     result = TrainResult(status="completed")
     bar = tqdm(range(cfg.epochs), desc=description or "train", leave=False,
                disable=not cfg.progress or None)
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = _run_epoch(model, forward, data, cfg, optimizer, penalties, cbs, state, data_gen)
-        scheduler.step()
+        train_loss, train_acc = _run_epoch(model, step, data, cfg, cbs, state, data_gen)
+        set_epoch_lr(optimizer, cfg.lr_schedule, epoch + 1, cfg.epochs, base_lrs)
         state.epoch = epoch + 1
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
         if math.isfinite(train_loss):
@@ -221,5 +260,6 @@ def train(
         if record_epoch(record, result, start, on_epoch, bar, description):
             break
     cbs.on_train_end(state)
+    result.train_step = step_kind()
     result.wall_time_s = time.perf_counter() - start
     return result

@@ -162,6 +162,7 @@ def finish_run(spec: RunSpec, folder: RunFolder, model, result, device, wall: fl
         folder.write_weights(effective_weights(model), "effective_weights.safetensors")
     summary = _summary(spec, result, device, wall)
     summary["provenance"]["stack_size"] = stack_size
+    summary["provenance"]["train_step"] = result.train_step
     folder.write_summary(summary)
     return summary
 

@@ -4,7 +4,8 @@ Runs stack when their configs agree on everything but per-member values (seed,
 optimizer hyperparameters, L1, kernel parameters and schedules, mask density, SET's
 evolution values; `MEMBER_VALUE_KEYS`) and their built models have the same structure
 (see `engine.stacking`). A group that turns out not to be stackable runs member by member,
-with the reason logged. Each member still gets its own run folder and summary.
+with the reason logged; so does, on a CPU, a group of plain ReLU MLPs, which the fused MLP
+step trains faster one at a time (`_fused_alone_is_faster`). Each member still gets its own run folder and summary.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..engine import to_device_data
+from ..engine.fused_mlp import fused_mlp_layers, fused_step_blocker
 from ..engine.stacked import stack_compatible, train_stacked
 from ..engine.stacking import stackable, structure_signature
 from .execute import (DatasetCache, build_callbacks, build_penalties, build_run_model, epoch_consumer, execute_run,
@@ -87,7 +89,19 @@ def spread_groups(groups: list[list[RunSpec]], workers: int) -> list[list[RunSpe
     return groups
 
 
-def _why_not(models, specs) -> str | None:
+def _fused_alone_is_faster(models, specs, device: torch.device) -> bool:
+    """On a CPU, runs that the fused MLP step can train (`engine.fused_mlp`) train faster one
+    at a time than as a stack. Evidence (`python bench/stacked.py`, 2-core CPU, 784-1000-1000-10,
+    SGD momentum): 8 stacked members take 0.99 × 8 single fused epochs, 3 take 1.28 × 3. On a
+    GPU small models are launch-bound and the stack wins."""
+    if device.type != "cpu" or isinstance(fused_mlp_layers(models[0]), str):
+        return False
+    return all(fused_step_blocker(s.config.train) is None and s.config.evolution is None for s in specs)
+
+
+def _why_not(models, specs, device: torch.device) -> str | None:
+    if _fused_alone_is_faster(models, specs, device):
+        return "on a CPU, plain ReLU MLPs train faster one at a time with the fused MLP step than as a stack"
     evolution = specs[0].config.evolution
     if evolution is not None and evolution.regrow == "gradient":  # same for the whole group (stack_key)
         return "SET regrow=gradient captures dense gradients with module hooks, which a vmapped stack never calls"
@@ -108,7 +122,7 @@ def execute_group(specs: list[RunSpec], out_dir: Path, datasets: DatasetCache | 
         device = resolve_device(specs[0].config.train.device)
         data = to_device_data(datasets.get(specs[0].config.data), specs[0].config.data, device)
         models = [build_run_model(s.config, data.input_shape, data.num_classes, device) for s in specs]
-        reason = _why_not(models, specs)
+        reason = _why_not(models, specs, device)
     except Exception as err:  # let each run record its own failure
         reason = f"{type(err).__name__}: {err}"
     if reason:

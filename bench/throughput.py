@@ -86,6 +86,7 @@ def matmul_bound(x: np.ndarray, y: np.ndarray, peak: float, step: str) -> tuple[
     step, would reach: the ceiling of what the engine can do around the BLAS."""
     from torch.profiler import ProfilerActivity, profile
 
+    wiringlab_epoch(x, y, step)  # the first epoch of a step allocates its buffers
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         epoch_s = wiringlab_epoch(x, y, step)
     matmuls = ("aten::mm", "aten::addmm", "aten::addmm_")
@@ -149,7 +150,7 @@ def main() -> None:
     print(f"wiringlab engine, train.step: autograd         : {a:9.0f} samples/s  {fraction(a):5.1%} of peak"
           f"  ({a / b:.2f}x the baseline)")
     for step in ("auto", "autograd"):
-        share, bound = matmul_bound(x[: 20 * BATCH], y[: 20 * BATCH], peak, step)
+        share, bound = matmul_bound(x[: 40 * BATCH], y[: 40 * BATCH], peak, step)
         print(f"train.step {step}: matmuls {share:.0%} of the engine's epoch (profiled); a step of matmuls alone, at"
               f" their in-step speed, would reach {bound:.1%} of peak")
     if pooled:

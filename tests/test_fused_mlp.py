@@ -1,6 +1,8 @@
 """The fused MLP step (engine/fused_mlp.py) against autograd: same numbers, same optimizer
 state, the same gradients where a callback reads them; and what it refuses to train."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
@@ -200,9 +202,9 @@ def test_hooks_and_frozen_parameters_make_the_model_unfusable():
     assert "not a plain MLP" in fused_mlp_layers(lenet)
 
 
-def test_a_cpu_sweep_trains_plain_mlps_one_at_a_time_with_the_fused_step(tmp_path):
-    """On a CPU the runner does not stack runs the fused step can train (it is faster alone;
-    grouping._fused_alone_is_faster); their summaries say which step ran."""
+def test_a_cpu_sweep_trains_few_plain_mlps_one_at_a_time_with_the_fused_step(tmp_path):
+    """On a CPU the runner does not stack fewer than 8 runs the fused step can train (they
+    are faster alone; grouping._fused_alone_is_faster); their summaries say which step ran."""
     recipe = tmp_path / "plain.yaml"
     recipe.write_text("""
 name: plain
@@ -219,3 +221,14 @@ seeds: [0, 1]
     steps = {(s["axes"]["model.activation"], s["provenance"]["stack_size"], s["provenance"]["train_step"])
              for s in result.summaries}
     assert steps == {("relu", 1, FOLDED), ("tanh", 2, "stacked")}
+
+
+def test_eight_plain_mlps_still_stack_on_a_cpu():
+    from wiringlab.experiment.grouping import FUSED_STACK_MIN_MEMBERS, _fused_alone_is_faster
+
+    models = [build_model(MLPConfig(hidden=[6]), (6,), 3) for _ in range(FUSED_STACK_MIN_MEMBERS)]
+    specs = [SimpleNamespace(config=SimpleNamespace(train=TrainConfig(), evolution=None)) for _ in models]
+    cpu = torch.device("cpu")
+    assert _fused_alone_is_faster(models[:-1], specs[:-1], cpu)
+    assert not _fused_alone_is_faster(models, specs, cpu)
+    assert not _fused_alone_is_faster(models[:2], specs[:2], torch.device("meta"))

@@ -9,15 +9,16 @@ momentum update is folded into the weight-gradient GEMM (buf ← m·buf + G·H�
 with beta = m) and each layer is updated as soon as its gradient exists; otherwise the
 gradients are written to `.grad` and the run's own optimizer steps, so every optimizer works.
 
-Evidence (2-core AMD EPYC, MLP 784-1000-1000-10, batch 128, SGD momentum, in one process):
-the autograd loop ~9.0k samples/s, this step ~11.2k (`python bench/throughput.py`; the figures
-with dates are in bench/README.md). The GEMMs run at ~80% of the measured matmul peak inside
-this step against ~73% inside the autograd step; feature-major accounts for most of it, the
-folded momentum for ~4%.
+Evidence (`python bench/throughput.py --samples 12800 --rounds 5`, 2-core AMD EPYC, MLP
+784-1000-1000-10, batch 128, SGD momentum, five runs on a shared box): 9.6k–11.1k samples/s,
+1.13–1.21x the same engine with autograd's step in the same runs (bench/README.md). Scratch
+runs (one process, alternating, 12,800 samples): the hand-derived step with (B, features)
+activations 10.0k samples/s, feature-major 11.2–11.3k, of which folding the momentum is ~4%
+(10.8k with the optimizer stepping on `.grad`).
 
 Same numbers as autograd up to rounding: tests/test_fused_mlp.py trains float64 models both
-ways (SGD with and without momentum, Nesterov, weight decay, Adam; a partial last batch) and
-compares every parameter and metric to 1e-10.
+ways (SGD with and without momentum, Nesterov, weight decay, Adam, AdamW, RMSprop; partial and
+one-sample last batches; lr schedules) and compares every parameter and metric to 1e-10.
 
 Pitfalls:
     - In the folded mode `.grad` stays None: a callback that reads gradients must say so

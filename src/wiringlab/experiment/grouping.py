@@ -4,8 +4,9 @@ Runs stack when their configs agree on everything but per-member values (seed,
 optimizer hyperparameters, L1, kernel parameters and schedules, mask density, SET's
 evolution values; `MEMBER_VALUE_KEYS`) and their built models have the same structure
 (see `engine.stacking`). A group that turns out not to be stackable runs member by member,
-with the reason logged; so does, on a CPU, a group of plain ReLU MLPs, which the fused MLP
-step trains faster one at a time (`_fused_alone_is_faster`). Each member still gets its own run folder and summary.
+with the reason logged; so does, on a CPU, a group of fewer than 8 plain ReLU MLPs, which the
+fused MLP step trains faster one at a time (`_fused_alone_is_faster`). Each member still gets
+its own run folder and summary.
 """
 
 from __future__ import annotations
@@ -89,19 +90,27 @@ def spread_groups(groups: list[list[RunSpec]], workers: int) -> list[list[RunSpe
     return groups
 
 
+# On a CPU, groups of fused-step runs smaller than this train one at a time (see below).
+FUSED_STACK_MIN_MEMBERS = 8
+
+
 def _fused_alone_is_faster(models, specs, device: torch.device) -> bool:
-    """On a CPU, runs that the fused MLP step can train (`engine.fused_mlp`) train faster one
-    at a time than as a stack. Evidence (`python bench/stacked.py`, 2-core CPU, 784-1000-1000-10,
-    SGD momentum): 8 stacked members take 0.99 × 8 single fused epochs, 3 take 1.28 × 3. On a
-    GPU small models are launch-bound and the stack wins."""
-    if device.type != "cpu" or isinstance(fused_mlp_layers(models[0]), str):
+    """On a CPU, a small group of runs that the fused MLP step can train (`engine.fused_mlp`)
+    trains faster one at a time than as a stack. Evidence (`python bench/stacked.py`, 2-core
+    CPU, 784-1000-1000-10, one epoch, session 7): SGD momentum, 3 stacked members take 1.24–1.28
+    × 3 single fused epochs, 8 take 0.99–1.02 × 8; Adam 1.27 × 3 and 0.96 × 8. From 8 members
+    the stack is even or ahead, and on a GPU (small models are launch-bound) it wins."""
+    if device.type != "cpu" or len(specs) >= FUSED_STACK_MIN_MEMBERS:
+        return False
+    if isinstance(fused_mlp_layers(models[0]), str):
         return False
     return all(fused_step_blocker(s.config.train) is None and s.config.evolution is None for s in specs)
 
 
 def _why_not(models, specs, device: torch.device) -> str | None:
     if _fused_alone_is_faster(models, specs, device):
-        return "on a CPU, plain ReLU MLPs train faster one at a time with the fused MLP step than as a stack"
+        return (f"on a CPU, fewer than {FUSED_STACK_MIN_MEMBERS} plain ReLU MLPs train faster one at a time with "
+                "the fused MLP step than as a stack")
     evolution = specs[0].config.evolution
     if evolution is not None and evolution.regrow == "gradient":  # same for the whole group (stack_key)
         return "SET regrow=gradient captures dense gradients with module hooks, which a vmapped stack never calls"

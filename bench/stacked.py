@@ -61,6 +61,16 @@ def _pooled_epoch(pool, workers: int, members: int, hidden: list[int], samples: 
     return max(pool.map(_stack_epoch, sizes, [hidden] * workers, [samples] * workers))
 
 
+def _alone_epoch(hidden, data, cfg, device) -> tuple[float, str]:
+    """Seconds of one epoch of one model trained alone (`engine.train`), and its `train_step`."""
+    model = _models(1, hidden, device)[0]
+    _sync(device)
+    t = time.perf_counter()
+    result = train(model, data, cfg, seed=0)
+    _sync(device)
+    return time.perf_counter() - t, result.train_step
+
+
 def _one_thread() -> None:
     torch.set_num_threads(1)
 
@@ -86,18 +96,8 @@ def main() -> None:
     alone, alone_autograd, stacked, pooled = [], [], [], []
     cfg_autograd = cfg.model_copy(update={"step": "autograd"})
     for r in range(args.rounds + 1):  # round 0 warms up
-        model = _models(1, args.hidden, device)[0]
-        _sync(device)
-        t = time.perf_counter()
-        train(model, data, cfg, seed=0)
-        _sync(device)
-        t_alone = time.perf_counter() - t
-        model = _models(1, args.hidden, device)[0]
-        _sync(device)
-        t = time.perf_counter()
-        train(model, data, cfg_autograd, seed=0)
-        _sync(device)
-        t_alone_autograd = time.perf_counter() - t
+        t_alone, step_name = _alone_epoch(args.hidden, data, cfg, device)
+        t_alone_autograd, _ = _alone_epoch(args.hidden, data, cfg_autograd, device)
         models = _models(M, args.hidden, device)
         _sync(device)  # the members' initialisation is not part of the stacked epoch
         t = time.perf_counter()
@@ -115,7 +115,7 @@ def main() -> None:
     a, s, g = statistics.median(alone), statistics.median(stacked), statistics.median(alone_autograd)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"MLP 784-{'-'.join(map(str, args.hidden))}-10, batch 128, {args.samples} samples/epoch")
-    print(f"one model epoch: {a:.3f} s ({train(_models(1, args.hidden, device)[0], data, cfg, seed=0).train_step});"
+    print(f"one model epoch: {a:.3f} s ({step_name});"
           f" with train.step autograd: {g:.3f} s; {M} stacked members epoch: {s:.3f} s (median of {args.rounds})")
     print(f"stacked / ({M} x one model) = {s / (M * a):.3f}   (target: <= 0.95 on CPU)")
     print(f"stacked / ({M} x one model, train.step autograd) = {s / (M * g):.3f}")

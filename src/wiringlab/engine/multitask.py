@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from ..seeding import make_generator
 from .callbacks import CallbackList, TrainState
-from .optim import build_lr_scheduler, build_optimizer, weight_parameters
+from .optim import build_optimizer, set_epoch_lr, weight_parameters
 from .precision import exact_cudnn
 from .tensors import DeviceData, iterate_batches
 from .trainer import (TrainResult, check_batchnorm_batches, diverged, evaluate, mark_diverged, optimizer_step,
@@ -175,7 +175,8 @@ def train_multitask(model: nn.Module, tasks: list[TaskData], cfg, *, seed: int, 
     start = time.perf_counter()
     device = tasks[0].data.device
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
-    scheduler = build_lr_scheduler(optimizer, cfg.lr_schedule, cfg.epochs)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    set_epoch_lr(optimizer, cfg.lr_schedule, 0, cfg.epochs, base_lrs)
     if cfg.l1 > 0:
         weights = weight_parameters(model)
         penalties = [*penalties, lambda: cfg.l1 * sum(w.abs().sum() for w in weights)]
@@ -192,7 +193,7 @@ def train_multitask(model: nn.Module, tasks: list[TaskData], cfg, *, seed: int, 
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]
         stats = _run_epoch(model, tasks, streams, optimizer, penalties, cbs, state, generators[lead.name])
-        scheduler.step()
+        set_epoch_lr(optimizer, cfg.lr_schedule, epoch + 1, cfg.epochs, base_lrs)
         state.epoch = epoch + 1
         record = _epoch_record(epoch + 1, lr, tasks, stats, model, cfg.eval_batch_size)
         if diverged(record):

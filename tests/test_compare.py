@@ -50,7 +50,7 @@ def test_compare_two_folders_side_by_side(folders, capsys, tmp_path):
     assert main(["compare", str(first), str(second), "--out", str(tmp_path / "c.md")]) == 0
     printed = capsys.readouterr().out
     assert "| config | metric | first | second |" in printed
-    assert "| first | first | does lr matter on first? | 4 |" in printed
+    assert "| first | first | does lr matter on first? | – | 4 |" in printed
     rows = _rows(printed)
     assert rows[("lr=0.1", "test_acc")] == [_cell(first, "lr=0.1", "test_acc"), _cell(second, "lr=0.1", "test_acc")]
     assert rows[("lr=0.05", "test_loss")] == [_cell(first, "lr=0.05", "test_loss"), "–"]

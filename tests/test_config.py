@@ -48,6 +48,12 @@ def test_override_replaces_grid_axis_and_changes_ids(tmp_path):
     ("name: bad name!\n", ["name", "letters"]),
     ("name: t\nbase: {train: {device: mps}}\n", ["train.device", "'mps'", "auto, cpu, cuda, cuda:N"]),
     ("name: t\nbase: {train: {device: 'cuda:x'}}\n", ["train.device", "'cuda:x'", "cuda:N"]),
+    ("name: t\nbase: {train: {optimizer: {lr: .inf}}}\n", ["train.optimizer.lr", "finite number"]),
+    ("name: t\nbase: {train: {l1: .nan}}\n", ["train.l1", "finite number"]),
+    ("name: t\nbase: {train: {optimizer: {name: adam, betas: [1.5, 0.999]}}}\n",
+     ["train.optimizer.betas.0", "less than 1"]),
+    ("name: t\nbase: {train: {optimizer: {name: sgd, momentum: 0, nesterov: true}}}\n",
+     ["train.optimizer", "nesterov: true needs momentum > 0"]),
 ])
 def test_bad_recipes_name_file_key_and_allowed(tmp_path, text, expected):
     path = _write(tmp_path, text)
@@ -136,6 +142,11 @@ _ARMS = {"name": "arms", "base": {"data": {"name": "synthetic"}, "model": {"hidd
     ({"zip": {"train.optimizer.lr": [0.1, 0.1], "train.batch_size": [32, 32]}}, "is listed twice"),
     ({"seeds": []}, "seeds: needs at least one seed"),
     ({"grid": {"seed": [1, 2]}}, "seed cannot be a grid or zip axis"),
+    ({"base": {"data": {"name": "synthetic"}, "seed": 5}}, "base: seed 5 would be replaced by each of `seeds`"),
+    ({"grid": {"train.optimizer.lr": ["1e-2", 0.01]}},
+     r'configs {"train.optimizer.lr":"1e-2"} and {"train.optimizer.lr":0.01} are the same config'),
+    ({"grid": {"train.batch_size": [32, 32.0]}},
+     r'configs {"train.batch_size":32} and {"train.batch_size":32.0} are the same config'),
 ])
 def test_a_repeat_would_count_the_same_runs_twice_and_is_an_error(change, message):
     recipe = Recipe(**{"name": "t", "base": {"data": {"name": "synthetic"}}, **change})
@@ -175,3 +186,25 @@ def test_seed_overrides_and_bad_override_values_are_errors_that_say_the_fix():
         expand(Recipe(**_ARMS), "arms.yaml", [("seed", 7)])
     with pytest.raises(ConfigError, match=r"not valid YAML .*quote lists"):
         parse_override("model.hidden=[64, 64")
+
+
+def test_labels_keep_every_digit_that_tells_two_values_apart():
+    recipe = Recipe(name="t", base={"data": {"name": "synthetic"}},
+                    grid={"train.optimizer.lr": [0.1234567, 0.1234568, 0.001, 1e-05]})
+    labels = list(dict.fromkeys(s.label for s in expand(recipe)))
+    assert labels == ["lr=0.1234567", "lr=0.1234568", "lr=0.001", "lr=1e-05"]
+
+
+def test_an_axis_of_mappings_that_drops_base_keys_says_so(caplog):
+    recipe = Recipe(name="t", base={"data": {"name": "synthetic"},
+                                    "train": {"optimizer": {"name": "sgd", "lr": 0.05, "weight_decay": 5e-4}}},
+                    grid={"train.optimizer": [{"name": "adam", "lr": 1e-3}, {"name": "sgd", "lr": 0.05,
+                                                                           "weight_decay": 5e-4}]}, seeds=[0])
+    with caplog.at_level("WARNING", logger="wiringlab.experiment.recipe"):
+        specs = expand(recipe, "t.yaml")
+    assert specs[0].config.train.optimizer.weight_decay == 0.0  # replaced whole, as documented
+    assert "do not keep base train.optimizer.weight_decay" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="wiringlab.experiment.recipe"):
+        expand(recipe.model_copy(update={"grid": {"train.optimizer.lr": [0.1, 0.05]}}), "t.yaml")
+    assert "do not keep" not in caplog.text

@@ -61,6 +61,8 @@ def test_batchnorm_with_a_last_batch_of_one_sample_is_refused_up_front():
     with pytest.raises(ValueError, match="257 training samples at batch_size 32 leave a last batch of 1"):
         train(_model(batchnorm=True), data, _cfg(batch_size=32), seed=0)
     assert train(_model(), data, _cfg(batch_size=32, epochs=1), seed=0).status == "completed"  # no BatchNorm
+    with pytest.raises(ValueError, match="train.batch_size is 1 and data.n_train 256: raise both"):
+        train(_model(batchnorm=True), blob_data(n_train=256), _cfg(batch_size=1), seed=0)  # every batch is 1
 
 
 class _Recorder(Callback):
@@ -137,3 +139,47 @@ def test_sgd_momentum_with_a_parameter_reached_later_equals_torch(nesterov):
                                                foreach=False))
     for a, b in zip(ours, reference):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda y: y - 1, r"train labels span \[-1, 2\] but num_classes is 4"),  # a wrapped index in the fused step
+    (lambda y: y + 1, r"train labels span \[1, 4\] but num_classes is 4"),
+    (lambda y: y.float(), r"train labels must be int64"),
+    (lambda y: y[:-1], r"train split: 300 inputs but 299 labels"),
+])
+def test_device_data_refuses_labels_that_training_would_misread(bad, message):
+    from wiringlab.engine import DeviceData
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 5, generator=g), torch.arange(300) % 4
+    DeviceData(x, y, x[:10], y[:10], (5,), 4)  # the good labels pass
+    with pytest.raises(ValueError, match=message):
+        DeviceData(x, bad(y), x[:10], y[:10], (5,), 4)
+
+
+def test_device_data_refuses_empty_splits_and_non_finite_inputs():
+    """Each would otherwise look like a result: accuracy 0 on no test samples, a ZeroDivisionError
+    mid-sweep, or a run recorded as diverged for a data problem."""
+    from wiringlab.engine import DeviceData
+
+    x, y = torch.randn(40, 5), torch.arange(40) % 4
+    with pytest.raises(ValueError, match="test split is empty"):
+        DeviceData(x, y, x[:0], y[:0], (5,), 4)
+    with pytest.raises(ValueError, match="train split is empty"):
+        DeviceData(x[:0], y[:0], x, y, (5,), 4)
+    x_bad = x.clone()
+    x_bad[3, 1], x_bad[7, 2] = float("nan"), float("inf")
+    with pytest.raises(ValueError, match="test inputs hold 2 NaN or infinite values"):
+        DeviceData(x, y, x_bad, y, (5,), 4)
+
+
+def test_cosine_schedule_values_with_a_floor():
+    """lr factor of epoch e of E: min + (1 - min)·(1 + cos(π e/E))/2; reaches the floor at e = E."""
+    from wiringlab.engine.optim import lr_factor
+    from wiringlab.experiment.config import LRScheduleConfig
+
+    cfg = LRScheduleConfig(name="cosine", min_lr_ratio=0.1)
+    assert lr_factor(cfg, 0, 10) == pytest.approx(1.0)
+    assert lr_factor(cfg, 5, 10) == pytest.approx(0.55)
+    assert lr_factor(cfg, 10, 10) == pytest.approx(0.1)
+    assert lr_factor(LRScheduleConfig(name="cosine"), 9, 10) == pytest.approx(0.5 * (1 + math.cos(0.9 * math.pi)))

@@ -155,3 +155,23 @@ def test_anneal_midpoint_is_the_blend_and_sharpen_needs_exponential():
 @pytest.mark.parametrize("index,count,t", [(0, 10, 0.0), (9, 10, 1.0), (3, 7, 0.5), (0, 1, 1.0)])
 def test_progress_at(index, count, t):
     assert progress_at(index, count) == t
+
+
+def test_blend_and_anneal_weigh_start_and_end_by_one_minus_s_and_s():
+    """Off the midpoint, where swapping the two weights would show."""
+    a, b = torch.zeros(3), torch.ones(3)
+    assert torch.allclose(blend(a, b, 0.25), torch.full((3,), 0.25))
+    d = torch.linspace(0, 1, 5)
+    expected = 0.75 * SPEC_NONE.evaluate(d) + 0.25 * SPEC_LIN.evaluate(d)
+    assert torch.allclose(Anneal(SPEC_NONE, SPEC_LIN).kernel(d, 0.25), expected)
+
+
+def test_sharpen_follows_its_shape_between_the_endpoints():
+    assert Sharpen(SPEC_EXP, 1.0, 16.0, "geometric").k_at(0.5) == pytest.approx(4.0)  # √(1·16)
+    assert Sharpen(SPEC_EXP, 1.0, 16.0, "linear").k_at(0.5) == pytest.approx(8.5)
+
+
+@pytest.mark.parametrize("start,end", [(0.0, 3.0), (3.0, 0.0), (3.0, -1.0)])
+def test_geometric_interpolation_refuses_a_non_positive_endpoint(start, end):
+    with pytest.raises(ValueError, match="positive endpoints"):
+        interpolate(start, end, 0.5, "geometric")

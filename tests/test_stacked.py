@@ -171,3 +171,28 @@ def test_members_with_equal_hyperparameters_share_one_call_with_the_same_numbers
             reference.step()
         for a, b in zip(stacked, alone):
             torch.testing.assert_close(a[m], b, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_float64_stack_equals_float64_runs_to_rounding(opt):
+    """In float64 the loss is taken in float64 in both loops (trainer.loss_input), so a stack
+    and the same members trained alone agree to float64 rounding, not float32's."""
+    data = blob_data(n_train=200, n_test=60)
+    data = type(data)(*(t.double() if t.is_floating_point() else t for t in (data.x_train, data.y_train,
+                                                                            data.x_test, data.y_test)),
+                      data.input_shape, data.num_classes)
+    cfgs = [_cfg(opt, lr, epochs=4) for lr in (0.05, 0.02)] if opt == "sgd" else \
+        [_cfg(opt, lr, epochs=4) for lr in (1e-3, 3e-3)]
+
+    def models():
+        return [init_parameters_(build_model(MLPConfig(hidden=[24, 16]), (20,), 4, dtype=torch.float64),
+                                 make_generator(s, "init")) for s in (0, 1)]
+
+    alone, stacked = models(), models()
+    results_alone = [train(m, data, c, seed=s) for m, c, s in zip(alone, cfgs, (0, 1))]
+    results_stacked = train_stacked(stacked, data, cfgs, seeds=[0, 1])
+    for a, b, ra, rb in zip(alone, stacked, results_alone, results_stacked):
+        for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(pa, pb, atol=1e-11, rtol=1e-10, msg=name)
+        for x, y in zip(_strip(ra.history), _strip(rb.history)):
+            assert x == pytest.approx(y, abs=1e-6)  # reported sums are float32 in both loops

@@ -195,3 +195,15 @@ def test_stacked_wall_time_is_a_stack_share_without_a_spread():
     assert STACK_SHARE_NOTE not in render_markdown(compute_tables({}, alone))  # explained only when used
     assert compute_tables({}, alone).notes == []
 
+
+
+def test_welch_with_variance_on_one_side_only_is_scipys_finite_test():
+    from scipy import stats as sps
+
+    from wiringlab.report.stats import welch_test
+
+    a, b = [0.5, 0.5, 0.5], [0.4, 0.45, 0.5]
+    result = welch_test(a, b)
+    expected = sps.ttest_ind(a, b, equal_var=False)
+    assert math.isfinite(result.p) and result.p == pytest.approx(expected.pvalue)
+    assert result.t == pytest.approx(expected.statistic)

@@ -119,6 +119,34 @@ def test_a_device_this_machine_lacks_is_one_error_before_anything_runs(recipe_pa
     assert not list((tmp_path / "o").glob("runs/*/summary.json"))  # no run was recorded as failed
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
+def test_a_refused_command_leaves_a_finished_folder_as_it_was(recipe_path, tmp_path):
+    """recipe.json names the runs the report shows: a command refused up front (here a device
+    this machine lacks, which changes every run id) must not rewrite it."""
+    out = tmp_path / "o"
+    assert main(["run", str(recipe_path), "--out", str(out), "--epochs", "1"]) == 0
+    before = (out / "recipe.json").read_bytes()
+    assert main(["run", str(recipe_path), "--out", str(out), "--epochs", "1", "--device", "cuda"]) == 2
+    assert (out / "recipe.json").read_bytes() == before
+    assert len(_rows(out / "summary.csv")) == 4
+
+
+def test_a_second_sweep_into_a_busy_folder_is_refused(recipe_path, tmp_path, capsys):
+    from wiringlab.experiment.errors import FolderBusyError
+    from wiringlab.experiment.folder_lock import folder_lock
+
+    out = tmp_path / "o"
+    out.mkdir()
+    specs = expand(load_recipe(recipe_path))
+    with folder_lock(out):  # another sweep holds the folder (flock locks each open of the file)
+        with pytest.raises(FolderBusyError, match=r"another wiringlab sweep \(pid \d+\)"):
+            run_sweep(load_recipe(recipe_path), specs, out)
+        assert main(["run", str(recipe_path), "--out", str(out)]) == 2
+        assert "is being written by another wiringlab sweep" in capsys.readouterr().err
+    assert not (out / "runs").exists() and not (out / "recipe.json").exists()
+    assert len(run_sweep(load_recipe(recipe_path), specs, out).executed) == 4  # released: it runs now
+
+
 def test_stacked_sweep_matches_unstacked(recipe_path, tmp_path):
     from wiringlab.experiment.grouping import group_runs
 
@@ -143,3 +171,36 @@ def test_spread_groups_gives_every_worker_a_group_and_keeps_every_run_once():
     for workers in range(1, 12):
         spread = spread_groups([runs[:7], runs[7:]], workers)
         assert [r for g in spread for r in g] == runs and len(spread) >= min(workers, 9)
+
+
+def test_more_samples_than_the_dataset_has_is_one_error_before_anything_runs(recipe_path, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["run", str(recipe_path), "--out", str(out), "--set", "data.n_train=300"]) == 2  # 256 exist
+    assert "data.n_train=300, but 'synthetic' has 256 train samples" in capsys.readouterr().err
+    assert not (out / "runs").exists() and not (out / "recipe.json").exists()
+    from wiringlab.data import load_dataset
+    from wiringlab.engine import to_device_data
+    from wiringlab.experiment.config import DataConfig
+
+    dataset = load_dataset("synthetic", n_train=64, n_test=32, input_shape=[4], num_classes=2)
+    with pytest.raises(ValueError, match="data.n_test=33, but 'synthetic' has 32 test samples"):
+        to_device_data(dataset, DataConfig(name="synthetic", n_test=33), torch.device("cpu"))
+    assert len(to_device_data(dataset, DataConfig(name="synthetic", n_test=32), torch.device("cpu")).x_test) == 32
+
+
+@pytest.mark.parametrize("workers", ["0", "-3"])
+def test_workers_below_one_is_a_usage_error(recipe_path, tmp_path, capsys, workers):
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(recipe_path), "--out", str(tmp_path / "o"), "--workers", workers, "--dry-run"])
+    assert info.value.code == 2
+    assert "is not a count of processes: give 1 or more" in capsys.readouterr().err
+
+
+def test_the_closing_line_counts_diverged_runs(recipe_path, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["run", str(recipe_path), "--out", str(out), "--set", "train.optimizer.lr=1e12"]) == 0
+    assert "2 runs trained, 0 already finished, 2 diverged, 0 failed" in capsys.readouterr().out
+    # the question as written says nothing of the override: table.md and compare show it
+    assert "**Run with overrides.** `train.optimizer.lr=\"1e12\"`" in (out / "table.md").read_text()
+    assert main(["compare", str(out), str(out)]) == 0
+    assert "| `train.optimizer.lr=\"1e12\"` | 2 |" in capsys.readouterr().out

@@ -25,6 +25,19 @@ def _parse_seeds(values: list[str] | None) -> list[int] | None:
     return [int(t) for t in texts]
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of --workers: 0 or a negative count is an error, not one process."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a count of processes: give 1 or more")
+    return value
+
+
 def _run_overrides(args) -> list[tuple[str, object]]:
     from .experiment import parse_override
 
@@ -69,8 +82,9 @@ def _cmd_run(args) -> int:
                        stack=not args.no_stack)
     paths = build_report(out_dir)
     failed = [s for s in result.summaries if s["status"] == "failed"]
+    diverged = sum(s["status"] == "diverged" for s in result.summaries)
     print(f"{len(result.executed)} runs trained, {len(result.skipped)} already finished, "
-          f"{len(failed)} failed -> {out_dir}")
+          f"{diverged} diverged, {len(failed)} failed -> {out_dir}")
     print(paths["table"].read_text())
     for s in failed:
         print(f"failed: {s['run_id']}: {s.get('error')}", file=sys.stderr)
@@ -125,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", nargs="+", help="seeds to run instead of the recipe's, e.g. 0 1 2 or 0,1,2")
     run.add_argument("--epochs", type=int, help="shorthand for --set train.epochs=N")
     run.add_argument("--device", help="shorthand for --set train.device=DEVICE (auto, cpu, cuda)")
-    run.add_argument("--workers", type=int, default=1,
+    run.add_argument("--workers", type=_positive_int, default=1,
                      help="processes to spread runs over (one thread each); with --executor ray and no "
                           "--address, the CPUs of the local Ray cluster")
     run.add_argument("--executor", default="auto", choices=["auto", "inprocess", "pool", "ray"],
@@ -180,11 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--address is a Ray cluster's address; add --executor ray")
     from .data import DatasetError
     from .experiment import ConfigError
-    from .experiment.errors import MissingExtraError
+    from .experiment.errors import FolderBusyError, MissingExtraError
+    from .report.errors import ReportError
 
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, FileNotFoundError, MissingExtraError) as err:
+    except (ConfigError, DatasetError, FileNotFoundError, FolderBusyError, MissingExtraError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

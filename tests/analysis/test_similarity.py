@@ -130,3 +130,13 @@ def test_similarity_is_invariant_to_permuting_either_network(seed):
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(30, 7, generator=g), torch.randn(30, 5, generator=g)
     assert linear_cka(x[:, torch.randperm(7, generator=g)], y) == pytest.approx(linear_cka(x, y), abs=1e-12)
+
+
+def test_cka_of_dead_layers_whose_constant_is_not_exact_in_binary_is_zero():
+    """0.1 and 1/3 have no exact binary mean: rounding leaves centred values of ~1e-17 that
+    must not count as variance (else two dead layers read as identical, CKA 1)."""
+    from wiringlab.analysis.similarity import linear_cka
+
+    x, y = torch.full((40, 3), 0.1, dtype=torch.float64), torch.full((40, 2), 1 / 3, dtype=torch.float64)
+    assert linear_cka(x, y) == 0.0
+    assert linear_cka(x.float(), y.float()) == 0.0

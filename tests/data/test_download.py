@@ -119,3 +119,15 @@ def test_fetch_dataset_refuses_offline_and_corrupt_cache(fake_idx, monkeypatch, 
 def test_fetch_synthetic_has_nothing_to_fetch():
     with pytest.raises(DatasetError, match="nothing to fetch"):
         fetch_dataset("synthetic")
+
+
+def test_fetch_dataset_finds_files_a_system_package_installed(fake_idx, isolated_data_env, dfiles):
+    """As `dataset-fashion-mnist` puts them in /usr/share/datasets: fetch verifies them there
+    and downloads nothing, offline too (it used to look only at the user cache)."""
+    system = isolated_data_env.system / "fake-idx"
+    system.mkdir(parents=True)
+    for name, data in fake_idx[1].items():
+        (system / f"{name}.gz").write_bytes(gzip.compress(data, mtime=0))
+    downloader = dfiles.Served({})
+    assert fetch_dataset("fake-idx", downloader=downloader) == system
+    assert downloader.calls == [] and not cache_files(isolated_data_env.cache)

@@ -153,17 +153,20 @@ def load_dataset(
 
 
 def fetch_dataset(name: str, *, downloader: Any = None) -> Path:
-    """Make sure a dataset's files are in the user cache, downloading (hash-checked) what is missing.
+    """Make sure a dataset's files are where `load_dataset` finds them, downloading
+    (hash-checked, into the user cache) only when no local place holds them all.
 
-    Files already in the cache are verified, not downloaded again. mnist1d is generated and
-    cached instead.
+    Files already present in one place of the lookup order (``$WIRINGLAB_DATA``, the system
+    folders such as ``/usr/share/datasets/<name>`` of a Debian package, the cache) are
+    verified, not downloaded again, also offline. mnist1d is generated and cached instead.
 
     Args:
         name: Registry name.
         downloader: pooch-style downloader; default :class:`pooch.HTTPDownloader`.
 
     Returns:
-        The dataset's folder in the user cache.
+        The folder that holds the files: the first local place holding them all, else the
+        user cache.
 
     Raises:
         UnknownDatasetError: Unknown name.
@@ -178,6 +181,10 @@ def fetch_dataset(name: str, *, downloader: Any = None) -> Path:
             raise DatasetError(f"{spec.name} is generated in memory on each load; there is nothing to fetch")
         load_dataset(name)
         return folder
+    local = _complete_local_folder(spec)
+    if local is not None:
+        logger.info("%s: every file is already in %s (hash ok); nothing to fetch", spec.name, local)
+        return local
     checks = [sources.check_file(folder, f) for f in spec.files]
     bad = [c for c in checks if c.status not in ("ok", "missing")]
     if bad:
@@ -187,6 +194,19 @@ def fetch_dataset(name: str, *, downloader: Any = None) -> Path:
         raise DatasetError(f"cannot fetch {spec.name}: downloads are off ({sources.OFFLINE_ENV} is set); unset it")
     _download_missing(spec, missing, downloader)
     return folder
+
+
+def _complete_local_folder(spec: DatasetSpec) -> Path | None:
+    """The first place of the lookup order that holds every file of `spec` with the right
+    hash, or None (a present file with a wrong hash raises, as in `load_dataset`)."""
+    for place in sources.lookup_places(spec.name, None):
+        checks = [sources.check_file(place.folder, f) for f in spec.files]
+        bad = [c for c in checks if c.status not in ("ok", "missing")]
+        if bad:
+            raise bad[0].error()
+        if all(c.status == "ok" for c in checks):
+            return place.folder
+    return None
 
 
 def _describe_files(spec: DatasetSpec) -> list[str]:

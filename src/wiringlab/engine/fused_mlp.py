@@ -23,8 +23,8 @@ one-sample last batches; lr schedules) and compares every parameter and metric t
 Pitfalls:
     - In the folded mode `.grad` stays None: a callback that reads gradients must say so
       (`Callback.reads_gradients = True`), which selects the `.grad` mode.
-    - Labels are used as indices without autograd's range check: a negative label wraps
-      around to the last classes instead of raising (the dataset loaders never produce one).
+    - Labels are used as indices without autograd's range check; `DeviceData` checks their
+      range when it is built, so labels changed in place afterwards are not checked again.
     - The module's `forward` is not called during training steps, so forward hooks added after
       `train` starts are not seen; hooks present at the start make the run use autograd.
     - `train.step: autograd` forces the autograd loop, e.g. to reproduce numbers of runs made

@@ -27,7 +27,7 @@ from .precision import autocast, compiled, exact_cudnn
 from .stacked_optim import StackedOptimizer
 from .stacking import StackedMembers
 from .tensors import DeviceData
-from .trainer import TrainResult, check_batchnorm_batches, diverged, keep_epoch_record, mark_diverged
+from .trainer import TrainResult, check_batchnorm_batches, diverged, keep_epoch_record, loss_input, mark_diverged
 
 __all__ = ["train_stacked", "stack_compatible"]
 
@@ -90,7 +90,8 @@ def _evaluate(stack: StackedMembers, forward, x, y, batch_size, precision):
         with autocast(precision, x.device):
             logits = forward(x[s : s + batch_size], shared_input=True)  # (M, b, C)
         target = y[s : s + batch_size]
-        loss_sum += F.cross_entropy(logits.flatten(0, 1).float(), target.repeat(M), reduction="none").view(M, -1).sum(1)
+        losses = F.cross_entropy(loss_input(logits.flatten(0, 1)), target.repeat(M), reduction="none")  # (M·b,)
+        loss_sum += losses.view(M, -1).sum(1)
         correct += (logits.argmax(-1) == target).sum(1)
     stack.train(True)
     n = max(len(x), 1)
@@ -105,7 +106,7 @@ def _probe_loss(stack, data, precision, l1, penalties) -> torch.Tensor:
     stack.train(False)
     try:
         with autocast(precision, data.device):
-            return stack.forward(data.x_train[:1], shared_input=True).float().sum() + _penalty(stack, l1, penalties)
+            return loss_input(stack.forward(data.x_train[:1], shared_input=True)).sum() + _penalty(stack, l1, penalties)
     finally:
         stack.train(training)
 
@@ -123,7 +124,7 @@ def _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens)
         stack.resync()
         with autocast(cfg.precision, data.device):
             logits = forward(x)  # (M, B, C)
-        losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view(M, -1).mean(1)
+        losses = F.cross_entropy(loss_input(logits.flatten(0, 1)), y.flatten(), reduction="none").view(M, -1).mean(1)
         total = losses.sum() + _penalty(stack, l1, penalties)
         opt.zero_grad()
         total.backward()

@@ -10,12 +10,20 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["DeviceData", "to_device_data", "iterate_batches"]
+__all__ = ["DeviceData", "to_device_data", "check_split_sizes", "iterate_batches"]
 
 
 @dataclass(frozen=True)
 class DeviceData:
-    """Float inputs and int64 labels on one device, normalised with train statistics."""
+    """Float inputs and int64 labels on one device, normalised with train statistics.
+
+    Raises:
+        ValueError: on construction, when a split is empty, its inputs hold NaN or inf, its
+            labels are not int64 of shape (N,), their count differs from the inputs', or a
+            label lies outside [0, num_classes). The training steps index with labels, so a bad
+            one must stop the run before it starts (the fused MLP step, which has no autograd
+            range check, would wrap a negative one).
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -24,9 +32,37 @@ class DeviceData:
     input_shape: tuple[int, ...]
     num_classes: int
 
+    def __post_init__(self) -> None:
+        for split in ("train", "test"):
+            _check_split(split, getattr(self, f"x_{split}"), getattr(self, f"y_{split}"), self.num_classes)
+
     @property
     def device(self) -> torch.device:
         return self.x_train.device
+
+
+def _check_split(split: str, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> None:
+    if len(x) == 0:
+        raise ValueError(f"DeviceData {split} split is empty: training and evaluation need samples "
+                         "(an empty test split would report accuracy 0)")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"DeviceData {split} inputs hold {bad} NaN or infinite values: the run would be "
+                         "recorded as diverged for a data problem; clean or impute the inputs first")
+    _check_labels(split, x, y, num_classes)
+
+
+def _check_labels(split: str, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> None:
+    if y.dtype != torch.int64 or y.dim() != 1:
+        raise ValueError(f"DeviceData {split} labels must be int64 of shape (N,), got {y.dtype} {tuple(y.shape)}")
+    if len(x) != len(y):
+        raise ValueError(f"DeviceData {split} split: {len(x)} inputs but {len(y)} labels")
+    if y.numel():
+        low, high = torch.aminmax(y)  # one read from the device, once per DeviceData
+        low, high = int(low), int(high)
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"DeviceData {split} labels span [{low}, {high}] but num_classes is {num_classes}: "
+                             f"labels must lie in [0, {num_classes})")
 
 
 def _channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,6 +74,20 @@ def _channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std.clamp_min(1e-8)
 
 
+def check_split_sizes(dataset, config) -> None:
+    """`n_train`/`n_test` keep the first n samples; asking for more than a split has is an
+    error, not a silent cap (the run's config would record a size it never trained on).
+
+    Raises:
+        ValueError: naming the key, the size asked for and the split's size.
+    """
+    for split in ("train", "test"):
+        wanted, have = getattr(config, f"n_{split}"), len(getattr(dataset, f"x_{split}"))
+        if wanted is not None and wanted > have:
+            raise ValueError(f"data.n_{split}={wanted}, but {dataset.name!r} has {have} {split} samples: "
+                             f"set data.n_{split} to at most {have}, or leave it out to use them all")
+
+
 def to_device_data(dataset, config, device: torch.device, dtype=torch.float32) -> DeviceData:
     """Move `dataset` to `device` as float tensors, cut to `config.n_train/n_test`.
 
@@ -46,12 +96,16 @@ def to_device_data(dataset, config, device: torch.device, dtype=torch.float32) -
         config: a `DataConfig` (uses n_train, n_test, normalize).
         device: where training runs.
 
+    Raises:
+        ValueError: `config.n_train` or `n_test` asks for more samples than the split has.
+
     Returns:
         A `DeviceData`; with normalize="standard", inputs are (x - mean) / std with the
         mean and std of the (cut) training inputs, per channel for images; with
         "minmax", (x - min) / (max - min) with the global min and max of the training
         inputs (uint8 pixels become x / 255, blank pixels stay exactly 0).
     """
+    check_split_sizes(dataset, config)
     x_train, y_train = dataset.x_train[: config.n_train], dataset.y_train[: config.n_train]
     x_test, y_test = dataset.x_test[: config.n_test], dataset.y_test[: config.n_test]
     x_train = x_train.to(device=device, dtype=dtype)

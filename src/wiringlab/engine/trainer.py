@@ -79,10 +79,15 @@ def check_batchnorm_batches(model: nn.Module, n_train: int, batch_size: int) -> 
     middle of the first epoch); say so before training, with the fix.
 
     Raises:
-        ValueError: `model` has BatchNorm and the epoch's last batch would hold one sample.
+        ValueError: `model` has BatchNorm and some training batch would hold one sample
+            (batch_size 1, one training sample, or a last batch of 1).
     """
-    if n_train > 1 and n_train % batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                                           for m in model.modules()):
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    if min(batch_size, n_train) == 1:
+        raise ValueError(f"BatchNorm needs at least 2 samples per training batch, but train.batch_size is "
+                         f"{batch_size} and data.n_train {n_train}: raise both to at least 2")
+    if n_train % batch_size == 1:
         raise ValueError(f"BatchNorm needs at least 2 samples per training batch, but {n_train} training samples "
                          f"at batch_size {batch_size} leave a last batch of 1 sample: change train.batch_size "
                          "or data.n_train")

@@ -153,15 +153,25 @@ class LeNetConfig(_ClassifierConfig):
 ModelConfig = Annotated[Union[MLPConfig, LeNetConfig], Field(discriminator="kind")]
 
 
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]  # an Adam moment's decay rate
+
+
 class OptimizerConfig(StrictModel):
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
     lr: float = Field(default=0.05, gt=0.0)  # learning rate at the start of training
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)  # sgd and rmsprop
     nesterov: bool = False  # sgd only
     weight_decay: float = Field(default=0.0, ge=0.0)  # L2 (decoupled for adamw)
-    betas: tuple[float, float] = (0.9, 0.999)  # adam and adamw
+    betas: tuple[Beta, Beta] = (0.9, 0.999)  # adam and adamw
     alpha: float = Field(default=0.99, gt=0.0, lt=1.0)  # rmsprop smoothing constant
     eps: float = Field(default=1e-8, gt=0.0)
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self):
+        if self.name == "sgd" and self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov: true needs momentum > 0 (torch's SGD refuses it too): set "
+                             "train.optimizer.momentum, or nesterov: false")
+        return self
 
 
 class LRScheduleConfig(StrictModel):

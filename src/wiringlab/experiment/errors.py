@@ -6,11 +6,15 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["ConfigError", "MissingExtraError", "format_validation_error", "validation_problems"]
+__all__ = ["ConfigError", "FolderBusyError", "MissingExtraError", "format_validation_error", "validation_problems"]
 
 
 class ConfigError(ValueError):
     """A recipe or run config is invalid. The message names the file and the key."""
+
+
+class FolderBusyError(RuntimeError):
+    """Another sweep is writing to the same results folder (`folder_lock`)."""
 
 
 class MissingExtraError(ImportError):

@@ -127,8 +127,11 @@ def _drop_layer_defaults(tree: Any) -> None:
 
 
 def _short(value: Any) -> str:
+    """A value as a label shows it: floats in 6 digits where that is exact, else in full
+    (0.1234567 and 0.1234568 must not both read 0.123457 and be pooled as one config)."""
     if isinstance(value, float):
-        return f"{value:g}"
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
     return json.dumps(value, separators=(",", ":"))
 
 
@@ -159,6 +162,9 @@ def _check_repeats(recipe: Recipe, source: str) -> None:
     _no_repeat(rows, f"{source}: zip: {', '.join(recipe.zip)}: row")
     if "seed" in recipe.grid or "seed" in recipe.zip:
         raise ConfigError(f"{source}: seed cannot be a grid or zip axis: list the seeds under `seeds`")
+    if "seed" in recipe.base:
+        raise ConfigError(f"{source}: base: seed {recipe.base['seed']!r} would be replaced by each of `seeds`: "
+                          "list the seeds under `seeds` (or pass --seeds) instead")
 
 
 def _no_repeat(values: list[str], what: str) -> None:
@@ -229,6 +235,31 @@ def _overridden_points(recipe: Recipe, source: str, overrides) -> tuple[dict, li
     return base, points
 
 
+def _warn_replaced_mappings(base: dict, points: list[dict], source: str) -> None:
+    """An axis value that is a mapping replaces the base's mapping at that key whole: say
+    which base keys its configs lose (a grid of `train.optimizer: [{name: adam}, ...]`
+    drops the base's weight_decay), since a merge is what many would expect."""
+    dropped: dict[str, set] = {}
+    for point in points:
+        for key, value in point.items():
+            written = _get_dotted(base, key)
+            if isinstance(value, dict) and isinstance(written, dict):
+                dropped.setdefault(key, set()).update(set(written) - set(value))
+    for key, keys in dropped.items():
+        if keys:
+            log.warning("%s: the values of axis %s replace base %s whole, so its configs do not keep base %s; "
+                        "repeat them in each value, or vary single fields with dotted keys (%s.<field>)",
+                        source, key, key, ", ".join(f"{key}.{k}" for k in sorted(keys)), key)
+
+
+def _get_dotted(tree: dict, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
 def _unique_points(points: list[dict]) -> list[dict]:
     """Points without repeats: an override of one zip key can make two rows equal."""
     unique = list({_canonical(p): p for p in points}.values())  # a dict keeps each key's first position
@@ -259,6 +290,7 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
     _check_seeds(seeds, source)
     base, points = _overridden_points(recipe, source, overrides)
     _check_repeats(recipe, source)
+    _warn_replaced_mappings(base, points, source)
     specs, problems, labels = [], {}, []
     for axes in _unique_points(points):
         tree = copy.deepcopy(base)
@@ -277,7 +309,20 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
             specs.append(RunSpec(run_id(config, label), label, seed, config, axes))
     if problems:
         raise ConfigError(_problem_report(source, problems, labels, [key for key, _ in overrides]))
+    _check_distinct_configs(specs, source)
     return specs
+
+
+def _check_distinct_configs(specs: list[RunSpec], source: str) -> None:
+    """Two axis values that validate to one config (YAML reads `1e-2` as a string that
+    becomes 0.01; `32` and `32.0`) would train the same runs twice as two configs."""
+    seen: dict[str, RunSpec] = {}
+    for spec in specs:
+        digest = spec.run_id.rsplit("-", 1)[1]  # the hash of the validated config, seed included
+        first = seen.setdefault(digest, spec)
+        if first is not spec:
+            raise ConfigError(f"{source}: configs {_canonical(first.axes)} and {_canonical(spec.axes)} are the same "
+                              "config once validated (e.g. 1e-2 and 0.01, or 32 and 32.0): list each value once")
 
 
 def effective_baseline(recipe: Recipe, source: str = "<recipe>", overrides=()) -> str | None:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data import load_dataset
 from .executors import make_executor
+from .folder_lock import folder_lock
 from .grouping import group_runs, spread_groups
 from .recipe import Recipe, RunSpec, effective_baseline
 from .store import RunFolder, write_json
@@ -38,13 +39,26 @@ class SweepResult:
 
 def check_datasets(specs: list[RunSpec]) -> None:
     """Load each distinct dataset once, so a missing one fails the sweep up front
-    (with the loader's message on what to install) instead of failing every run."""
-    seen = set()
-    for data in (d for spec in specs for d in spec.config.data_configs()):
-        key = (data.name, data.path, repr(sorted(data.options.items())))
-        if key not in seen:
-            seen.add(key)
-            load_dataset(data.name, path=data.path, **data.options)
+    (with the loader's message on what to install) instead of failing every run; and
+    check each run's data.n_train/n_test against it.
+
+    Raises:
+        DatasetError: a dataset cannot be found or read. ConfigError: n_train or n_test
+            asks for more samples than the dataset has.
+    """
+    from ..engine.tensors import check_split_sizes
+    from .errors import ConfigError
+
+    loaded = {}
+    for spec in specs:
+        for data in spec.config.data_configs():
+            key = (data.name, data.path, repr(sorted(data.options.items())))
+            if key not in loaded:
+                loaded[key] = load_dataset(data.name, path=data.path, **data.options)
+            try:
+                check_split_sizes(loaded[key], data)
+            except ValueError as err:
+                raise ConfigError(f"{spec.run_id}: {err}") from None
 
 
 def check_csr_kernels(specs: list[RunSpec]) -> None:
@@ -87,6 +101,14 @@ def check_devices(specs: list[RunSpec]) -> None:
             raise ConfigError(f"train.device: {err}") from None
 
 
+def _check_pending(pending: list[RunSpec], executor) -> None:
+    """Everything that can refuse the sweep before anything is written or trained."""
+    if executor.name != "ray":
+        check_devices(pending)
+    check_csr_kernels(pending)
+    check_datasets(pending)
+
+
 def _run_pending(groups: list[list[RunSpec]], out_dir: Path, executor) -> None:
     bar = tqdm(total=sum(len(g) for g in groups), desc=f"runs ({executor.name})", disable=None)
     for summaries in executor.map(groups, out_dir):
@@ -113,26 +135,30 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
 
     Returns:
         A `SweepResult`; summaries of runs that failed carry status "failed".
+
+    Raises:
+        FolderBusyError: another sweep is writing to `out_dir` (`folder_lock`).
+        ConfigError, DatasetError, MissingExtraError: a pending run cannot start (device,
+            dataset, extra); raised before recipe.json or any run is written.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "recipe.json", {**recipe.model_dump(mode="json"),
-                                         "baseline": effective_baseline(recipe, overrides=overrides),
-                                         "overrides": {key: value for key, value in overrides},
-                                         "seeds_run": sorted({s.seed for s in specs}),
-                                         "run_ids": [s.run_id for s in specs]})
-    folders = {s.run_id: RunFolder(out_dir / "runs" / s.run_id) for s in specs}
-    pending = [s for s in specs if not folders[s.run_id].finished()]
-    skipped = [s.run_id for s in specs if folders[s.run_id].finished()]
-    if skipped:
-        log.info("resuming: %d of %d runs already finished", len(skipped), len(specs))
-    if pending:
-        executor = executor or make_executor("auto", workers=workers)
-        if executor.name != "ray":
-            check_devices(pending)
-        check_csr_kernels(pending)
-        check_datasets(pending)
-        groups = spread_groups(group_runs(pending), workers) if stack else [[s] for s in pending]
-        _run_pending(groups, out_dir, executor)
+    with folder_lock(out_dir):
+        folders = {s.run_id: RunFolder(out_dir / "runs" / s.run_id) for s in specs}
+        pending = [s for s in specs if not folders[s.run_id].finished()]
+        skipped = [s.run_id for s in specs if folders[s.run_id].finished()]
+        if skipped:
+            log.info("resuming: %d of %d runs already finished", len(skipped), len(specs))
+        if pending:  # checked before recipe.json changes: a refused command leaves the folder as it was
+            executor = executor or make_executor("auto", workers=workers)
+            _check_pending(pending, executor)
+        write_json(out_dir / "recipe.json", {**recipe.model_dump(mode="json"),
+                                             "baseline": effective_baseline(recipe, overrides=overrides),
+                                             "overrides": {key: value for key, value in overrides},
+                                             "seeds_run": sorted({s.seed for s in specs}),
+                                             "run_ids": [s.run_id for s in specs]})
+        if pending:
+            groups = spread_groups(group_runs(pending), workers) if stack else [[s] for s in pending]
+            _run_pending(groups, out_dir, executor)
     summaries = [folders[s.run_id].read_summary() for s in specs]
     return SweepResult(out_dir, summaries, [s.run_id for s in pending], skipped)

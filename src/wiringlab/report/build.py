@@ -6,13 +6,14 @@ import logging
 import re
 from pathlib import Path
 
-from ..experiment.store import RunFolder, atomic_write_text, read_json, write_json
+from ..experiment.store import RunFolder, atomic_write_text, write_json
 from .coverage import coverage_notes, run_statuses
 from .figures import NO_COMPLETED, completed_histories, plot_learning_curves
 from .html import ReportSection, write_report_html
 from .locality import locality_section
 from .multitask import multitask_section
 from .overfitting import overfitting_section
+from .run_files import RERUN_RECIPE_FIX, read_json_file, read_run_summary
 from .similarity_section import similarity_section
 from .spatial import epochs_to_threshold_section, kernel_section, sparsity_section
 from .symmetry_section import symmetry_section
@@ -29,18 +30,20 @@ def load_results(out_dir: Path) -> tuple[dict, list[dict]]:
 
     Raises:
         FileNotFoundError: `out_dir` has no recipe.json (it is not a results folder).
+        CorruptResultsError: recipe.json or a run's summary.json is not a valid JSON object;
+            the message names the file and the fix.
     """
     out_dir = Path(out_dir)
     recipe_path = out_dir / "recipe.json"
     if not recipe_path.exists():
         raise FileNotFoundError(f"{out_dir} is not a wiringlab results folder (no recipe.json); "
                                 "create one with `wiringlab run RECIPE`")
-    recipe = read_json(recipe_path)
+    recipe = read_json_file(recipe_path, RERUN_RECIPE_FIX)
     summaries = []
     for run_id in recipe.get("run_ids", []):
         folder = RunFolder(out_dir / "runs" / run_id)
         if folder.summary_path.exists():
-            summaries.append(folder.read_summary())
+            summaries.append(read_run_summary(folder))
         else:
             log.warning("run %s has no summary yet (not run, or interrupted)", run_id)
     return recipe, summaries
@@ -94,7 +97,8 @@ def _remove_stale_outputs(out_dir: Path, written: list[Path]) -> None:
     report never wrote (a user's own figure) are not touched."""
     manifest = out_dir / MANIFEST
     now = sorted({str(p.relative_to(out_dir)) for p in written if p.is_relative_to(out_dir)})
-    before = read_json(manifest) if manifest.is_file() else []
+    fix = f"delete {manifest} (the next report writes it again)"
+    before = read_json_file(manifest, fix, expected=list) if manifest.is_file() else []
     for name in set(before) - set(now):
         (out_dir / name).unlink(missing_ok=True)
     write_json(manifest, now)

@@ -7,18 +7,21 @@ before and after a change. The statistics are `report.stats.summarize`, as in ta
 
 from __future__ import annotations
 
+import difflib
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..experiment.store import atomic_write_text
 from .build import load_results
+from .errors import UnknownMetricError
 from .html import html_page
 from .markdown import markdown_to_html
 from .stats import Summary, summarize
 from .table import STACK_SHARE_NOTE, STACK_SHARED_METRICS, group_by_label, metric_names, metric_values, stack_trained
 
-__all__ = ["FolderResults", "load_folders", "render_comparison", "write_comparison"]
+__all__ = ["FolderResults", "load_folders", "check_metrics", "render_comparison", "write_comparison"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ def load_folders(dirs: list[Path]) -> list[FolderResults]:
 
     Raises:
         FileNotFoundError: a folder is not a results folder (no recipe.json).
+        CorruptResultsError: a file of a folder does not parse (`load_results`).
     """
     dirs = [Path(d) for d in dirs]
     out = []
@@ -63,22 +67,49 @@ def _cell(summary: Summary | None, stack_share: bool = False) -> str:
     return summary.format() if summary.n == 1 else f"{summary.format()} (n={summary.n})"
 
 
+def check_metrics(folders: list[FolderResults], metrics: list[str]) -> None:
+    """Refuse metrics that none of `folders` has, rather than show an empty table.
+
+    Args:
+        folders: from `load_folders`.
+        metrics: the metrics asked for (e.g. `--metric`).
+
+    Raises:
+        UnknownMetricError: a metric is in no folder; the message names it, a close match
+            if there is one, and every metric the folders have.
+    """
+    known = list(OrderedDict.fromkeys(m for f in folders for m in f.metrics))
+    unknown = [m for m in OrderedDict.fromkeys(metrics) if m not in known]
+    if not unknown:
+        return
+    hints = [f"{m!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(m, known, n=1)) else repr(m)
+             for m in unknown]
+    noun = "metric" if len(unknown) == 1 else "metrics"
+    raise UnknownMetricError(f"--metric: unknown {noun} {', '.join(hints)}; "
+                             f"the folders have: {', '.join(known)}")
+
+
 def render_comparison(folders: list[FolderResults], metrics: list[str] | None = None) -> str:
     """Markdown: one row per (config label, metric), one column per folder.
 
     Args:
         folders: from `load_folders`.
         metrics: metrics to show (default: every metric some folder has a value for).
+
+    Raises:
+        UnknownMetricError: a metric of `metrics` is in none of the folders (`check_metrics`).
     """
     labels = list(OrderedDict.fromkeys(label for f in folders for label in f.labels))
     if metrics is None:
         candidates = OrderedDict.fromkeys(m for f in folders for m in f.metrics)
         metrics = [m for m in candidates if any(s.n for f in folders for (_, mm), s in f.cells.items() if mm == m)]
+    check_metrics(folders, metrics)
     out = [f"# Comparison of {len(folders)} results folders", "",
-           "| folder | recipe | question | runs |", "|---|---|---|---|"]
+           "| folder | recipe | question | overrides | runs |", "|---|---|---|---|---|"]
     for f in folders:
         question = " ".join((f.recipe.get("question") or "–").split()).replace("|", "\\|")
-        out.append(f"| {f.name} | {f.recipe.get('name', '–')} | {question} | {f.runs} |")
+        overrides = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in (f.recipe.get("overrides") or {}).items())
+        out.append(f"| {f.name} | {f.recipe.get('name', '–')} | {question} | {overrides or '–'} | {f.runs} |")
     out += ["", "Final-epoch metrics: mean ± sample std (n completed seeds) per folder; – where a folder has "
             "no such config or metric.", "",
             "| config | metric | " + " | ".join(f.name for f in folders) + " |",

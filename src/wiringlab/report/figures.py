@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..experiment.store import RunFolder, atomic_write_bytes  # noqa: E402
+from .run_files import read_run_metrics  # noqa: E402
 from .table import completed_runs  # noqa: E402
 
 __all__ = ["save_figure", "completed_histories", "curve_band", "plot_learning_curves", "NO_COMPLETED"]
@@ -33,7 +34,7 @@ def completed_histories(out_dir: Path, runs: list[dict]) -> list[list[dict]]:
 
     Diverged and failed runs are left out, as in the table: their epochs before the
     failure would pull a config's band towards a run that did not finish."""
-    histories = [RunFolder(Path(out_dir) / "runs" / r["run_id"]).read_metrics() for r in completed_runs(runs)]
+    histories = [read_run_metrics(RunFolder(Path(out_dir) / "runs" / r["run_id"])) for r in completed_runs(runs)]
     return [h for h in histories if h]
 
 

@@ -109,8 +109,9 @@ def network_activations(out_dir: Path, run: dict, config: RunConfig, data) -> di
 
 
 def _test_data(config: RunConfig, datasets: DatasetCache):
-    data_cfg = config.data.model_copy(update={"n_test": min(config.data.n_test or MAX_TEST_IMAGES, MAX_TEST_IMAGES)})
-    return to_device_data(datasets.get(config.data), data_cfg, torch.device("cpu"))
+    dataset = datasets.get(config.data)
+    n_test = min(config.data.n_test or MAX_TEST_IMAGES, MAX_TEST_IMAGES, len(dataset.x_test))
+    return to_device_data(dataset, config.data.model_copy(update={"n_test": n_test}), torch.device("cpu"))
 
 
 def _analyse(out_dir: Path, runs: list, datasets: DatasetCache) -> dict[int, dict]:

@@ -20,6 +20,7 @@ from ..engine.spatial import KERNEL_SNAPSHOTS
 from ..engine.task_kernels import TASK_KERNELS_FILE
 from ..experiment.store import RunFolder
 from .figures import plot_learning_curves, save_figure
+from .run_files import read_run_metrics
 from .stats import summarize
 from .table import group_by_label
 
@@ -111,7 +112,7 @@ def multitask_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tup
              + (f"; share of separate = mean accuracy / mean accuracy of `{baseline}` (separate networks, "
                 "same batches and steps)." if baseline else "; no `separate` config here, so no shares."), ""]
     lines += _table(groups, tasks, baseline)
-    histories = {label: [RunFolder(out_dir / "runs" / r["run_id"]).read_metrics() for r in runs]
+    histories = {label: [read_run_metrics(RunFolder(out_dir / "runs" / r["run_id"])) for r in runs]
                  for label, runs in groups.items()}
     figures = {"multitask_accuracy": plot_learning_curves(histories, out_dir / "figures" / "multitask_accuracy.png",
                                                           keys=tuple(f"test_acc/{t}" for t in tasks))}

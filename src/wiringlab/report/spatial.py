@@ -24,6 +24,7 @@ from ..analysis.sparsity import epochs_to_threshold
 from ..engine.spatial import KERNEL_SNAPSHOTS
 from ..experiment.store import RunFolder
 from .figures import plot_learning_curves, save_figure
+from .run_files import read_run_metrics
 from .stats import summarize
 from .table import completed_runs, group_by_label
 
@@ -77,7 +78,7 @@ def kernel_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[
 def sparsity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[str, dict[str, Path]]:
     histories = {}
     for label, runs in group_by_label(summaries).items():
-        metrics = [RunFolder(out_dir / "runs" / r["run_id"]).read_metrics() for r in completed_runs(runs)]
+        metrics = [read_run_metrics(RunFolder(out_dir / "runs" / r["run_id"])) for r in completed_runs(runs)]
         metrics = [h for h in metrics if h and "kernel_sparsity" in h[0]]
         if metrics:
             histories[label] = metrics
@@ -105,7 +106,7 @@ def _threshold_cell(first_epochs: list[int | None]) -> str:
 def _test_acc_curves(out_dir: Path, summaries: list[dict]) -> dict[str, list[list]]:
     curves = {}
     for label, runs in group_by_label(summaries).items():
-        histories = [RunFolder(out_dir / "runs" / r["run_id"]).read_metrics() for r in completed_runs(runs)]
+        histories = [read_run_metrics(RunFolder(out_dir / "runs" / r["run_id"])) for r in completed_runs(runs)]
         curves[label] = [[rec.get("test_acc") for rec in h] for h in histories if h]
     return curves
 

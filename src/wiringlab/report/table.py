@@ -154,6 +154,7 @@ class ResultsTables:
     comparisons: list[ComparisonRow]  # empty when there is one config or no baseline
     warnings: list[str]  # what makes a row's seeds not comparable (e.g. mixed devices); usually empty
     notes: list[str] = field(default_factory=list)  # what the table leaves out, and its markers
+    overrides: dict = field(default_factory=dict)  # the command line's --set/--epochs the recipe ran with
 
 
 def _untestable_note(test: Comparison, n: int, n_baseline: int) -> str:
@@ -220,7 +221,7 @@ def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTabl
     comparisons = _comparisons(groups, baseline, compared) if baseline in groups and len(groups) > 1 else []
     return ResultsTables(recipe.get("name", "results"), (recipe.get("question") or "").strip(),
                          baseline if baseline in groups else None, metrics, rows, compared, comparisons,
-                         mixed_device_warnings(groups), notes)
+                         mixed_device_warnings(groups), notes, dict(recipe.get("overrides") or {}))
 
 
 RESULTS_CAPTION = ("Final-epoch metrics per config: mean ± sample std [95% t-interval] over the completed "
@@ -233,6 +234,9 @@ def render_markdown(tables: ResultsTables) -> str:
     out = [f"# {tables.name}", ""]
     if tables.question:
         out += [f"**Question.** {tables.question}", ""]
+    if tables.overrides:  # the question as written may name another dataset or length
+        settings = ", ".join(f"`{key}={json.dumps(value)}`" for key, value in tables.overrides.items())
+        out += [f"**Run with overrides.** {settings}", ""]
     out += [RESULTS_CAPTION, "",
             "| config | n | " + " | ".join(tables.metrics) + " | not completed |",
             "|---|---|" + "---|" * len(tables.metrics) + "---|"]

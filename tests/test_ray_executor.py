@@ -29,7 +29,7 @@ import torch
 
 from wiringlab.cli import main
 from wiringlab.experiment import expand, load_recipe, run_sweep
-from wiringlab.experiment.errors import MissingExtraError
+from wiringlab.experiment.errors import ConfigError, MissingExtraError
 from wiringlab.experiment.executors import InProcessExecutor, RayExecutor, make_executor, run_group_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +77,29 @@ def test_missing_ray_is_a_clear_error(monkeypatch):
         make_executor("ray")
     with pytest.raises(ValueError, match="--executor ray"):
         make_executor("inprocess", address="127.0.0.1:6379")
+
+
+@needs_ray
+def test_an_address_where_no_head_answers_is_one_error_before_anything_runs(tmp_path, capsys):
+    """`ray.init` retries an unreachable head for minutes; the command says so at once."""
+    from wiringlab.experiment.executors import check_ray_address
+
+    with socket.socket() as probe:  # a port that nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(ConfigError, match=f"no Ray head answers at 127.0.0.1:{port}"):
+            check_ray_address(address, timeout_s=2)
+    check_ray_address("auto"), check_ray_address(None)  # Ray's to resolve: nothing to check
+    with socket.socket() as head:  # something listens: accepted
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        check_ray_address(f"127.0.0.1:{head.getsockname()[1]}", timeout_s=2)
+    out = tmp_path / "o"
+    args = ["run", str(QUICKSTART), "--out", str(out), *SHORT_ARGS, "--executor", "ray", "--address", f"127.0.0.1:{port}"]
+    assert main(args) == 2
+    assert "ray start --head" in capsys.readouterr().err
+    assert not (out / "recipe.json").exists()
 
 
 @pytest.mark.parametrize("cluster_gpus,device,expected", [(0, "auto", 0), (1, "auto", 0.25), (1, "cpu", 0),

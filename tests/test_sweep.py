@@ -204,3 +204,16 @@ def test_the_closing_line_counts_diverged_runs(recipe_path, tmp_path, capsys):
     assert "**Run with overrides.** `train.optimizer.lr=\"1e12\"`" in (out / "table.md").read_text()
     assert main(["compare", str(out), str(out)]) == 0
     assert "| `train.optimizer.lr=\"1e12\"` | 2 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("override, named", [
+    ("model={kind: lenet}", "the model cannot run on 'synthetic' inputs of shape (16,)"),
+    ("snapshots={layers: [7]}", "the model cannot run on 'synthetic' inputs of shape (16,)"),
+])
+def test_a_model_that_cannot_run_on_its_data_is_one_error_before_anything_runs(recipe_path, tmp_path, capsys,
+                                                                                 override, named):
+    out = tmp_path / "o"
+    assert main(["run", str(recipe_path), "--out", str(out), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "lr=0.1" in err
+    assert not (out / "runs").exists() and not (out / "recipe.json").exists()

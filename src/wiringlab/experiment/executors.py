@@ -40,7 +40,7 @@ from .recipe import RunSpec
 from .store import RunFolder
 
 __all__ = ["spec_to_json", "spec_from_json", "run_group_json", "InProcessExecutor", "PoolExecutor",
-           "RayExecutor", "make_executor", "EXECUTORS"]
+           "RayExecutor", "make_executor", "check_ray_address", "EXECUTORS"]
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +262,29 @@ class RayExecutor:
         return summary
 
 
+def check_ray_address(address: str | None, timeout_s: float = 10.0) -> None:
+    """Refuse a Ray head address where nothing listens, before anything runs: `ray.init`
+    itself retries for minutes with no error of its own. Only `HOST:PORT` and
+    `ray://HOST:PORT` are checked; None, "auto" and "local" are Ray's to resolve.
+
+    Raises:
+        ConfigError: no TCP connection to HOST:PORT within `timeout_s` seconds.
+    """
+    import socket
+
+    from .errors import ConfigError
+
+    host, sep, port = (address or "").removeprefix("ray://").rpartition(":")
+    if not (sep and host and port.isdigit()):
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise ConfigError(f"--address {address}: no Ray head answers at {host}:{port} ({err}); start one there "
+                          f"with `ray start --head --port {port}`, or check the address and the firewall") from None
+
+
 def make_executor(name: str = "auto", *, workers: int = 1, address: str | None = None,
                   gpus_per_task: float = 0.25):
     """The executor called `name` ("auto": in-process for one worker, else a process pool).
@@ -269,6 +292,7 @@ def make_executor(name: str = "auto", *, workers: int = 1, address: str | None =
     Raises:
         ValueError: an unknown name, or an address for an executor other than Ray.
         MissingExtraError: "ray" without Ray installed (checked here, before anything runs).
+        ConfigError: a Ray address where no head answers (`check_ray_address`).
     """
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; allowed: {', '.join(EXECUTORS)}")
@@ -276,6 +300,7 @@ def make_executor(name: str = "auto", *, workers: int = 1, address: str | None =
         raise ValueError("--address is the address of a Ray cluster; use it with --executor ray")
     if name == "ray":
         _import_ray()
+        check_ray_address(address or os.environ.get("RAY_ADDRESS"))
         return RayExecutor(address, gpus_per_task=gpus_per_task, local_cpus=workers if workers > 1 else None)
     if name == "pool" or (name == "auto" and workers > 1):
         return PoolExecutor(min(workers, os.cpu_count() or 1))

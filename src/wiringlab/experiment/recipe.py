@@ -167,12 +167,12 @@ def _check_repeats(recipe: Recipe, source: str) -> None:
                           "list the seeds under `seeds` (or pass --seeds) instead")
 
 
-def _no_repeat(values: list[str], what: str) -> None:
+def _no_repeat(values: list[str], what: str, each: str = "each value is one config") -> None:
     seen: dict[str, int] = {}
     for index, value in enumerate(values):
         if value in seen:
             raise ConfigError(f"{what} {value} is listed twice (positions {seen[value]} and {index}): "
-                              "each value is one config, so a repeat would count the same runs twice")
+                              f"{each}, so a repeat would count the same runs twice")
         seen[value] = index
 
 
@@ -183,7 +183,7 @@ def _canonical(value: Any) -> str:
 def _check_seeds(seeds: list[int], source: str) -> None:
     if not seeds:
         raise ConfigError(f"{source}: seeds: needs at least one seed")
-    _no_repeat([str(seed) for seed in seeds], f"{source}: seeds: seed")
+    _no_repeat([str(seed) for seed in seeds], f"{source}: seeds: seed", "each seed is one run of every config")
 
 
 def _enclosing_axis(key: str, axes: list[str]) -> str | None:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..data import load_dataset
 from .executors import make_executor
 from .folder_lock import folder_lock
 from .grouping import group_runs, spread_groups
+from .preflight import check_datasets, check_pending
 from .recipe import Recipe, RunSpec, effective_baseline
 from .store import RunFolder, write_json
 
@@ -35,78 +35,6 @@ class SweepResult:
     summaries: list[dict]  # one per run of the recipe, in expansion order
     executed: list[str]  # run ids trained in this invocation
     skipped: list[str]  # run ids found finished and not retrained
-
-
-def check_datasets(specs: list[RunSpec]) -> None:
-    """Load each distinct dataset once, so a missing one fails the sweep up front
-    (with the loader's message on what to install) instead of failing every run; and
-    check each run's data.n_train/n_test against it.
-
-    Raises:
-        DatasetError: a dataset cannot be found or read. ConfigError: n_train or n_test
-            asks for more samples than the dataset has.
-    """
-    from ..engine.tensors import check_split_sizes
-    from .errors import ConfigError
-
-    loaded = {}
-    for spec in specs:
-        for data in spec.config.data_configs():
-            key = (data.name, data.path, repr(sorted(data.options.items())))
-            if key not in loaded:
-                loaded[key] = load_dataset(data.name, path=data.path, **data.options)
-            try:
-                check_split_sizes(loaded[key], data)
-            except ValueError as err:
-                raise ConfigError(f"{spec.run_id}: {err}") from None
-
-
-def check_csr_kernels(specs: list[RunSpec]) -> None:
-    """`csr_kernel: numba` needs numba and a CPU: check once, before anything runs, instead
-    of failing every run.
-
-    Raises:
-        MissingExtraError: numba is not installed. ConfigError: a run would train on a GPU.
-    """
-    from ..sparse_ops import csr_kernels
-    from .errors import ConfigError
-    from .execute import resolve_device
-    from .layer_config import layer_config_nodes
-
-    for spec in specs:
-        if not any(node.get("csr_kernel") == "numba" for node in layer_config_nodes(spec.config.model.model_dump())):
-            continue
-        csr_kernels("numba")
-        device = resolve_device(spec.config.train.device)
-        if device.type != "cpu":
-            raise ConfigError(f"{spec.run_id}: csr_kernel: numba runs on the CPU, but train.device resolves to "
-                              f"{device}: set train.device=cpu, or model.layer.csr_kernel=torch (which runs on GPUs)")
-
-
-def check_devices(specs: list[RunSpec]) -> None:
-    """Resolve every run's `train.device` here, once: a device this machine lacks (--device
-    cuda without a GPU) is one error before anything runs, not a failed run per spec.
-    Only for executors that train on this machine (a Ray cluster's workers have their own).
-
-    Raises:
-        ConfigError: a requested device is not available.
-    """
-    from .errors import ConfigError
-    from .execute import resolve_device
-
-    for device in dict.fromkeys(spec.config.train.device for spec in specs):
-        try:
-            resolve_device(device)
-        except RuntimeError as err:
-            raise ConfigError(f"train.device: {err}") from None
-
-
-def _check_pending(pending: list[RunSpec], executor) -> None:
-    """Everything that can refuse the sweep before anything is written or trained."""
-    if executor.name != "ray":
-        check_devices(pending)
-    check_csr_kernels(pending)
-    check_datasets(pending)
 
 
 def _run_pending(groups: list[list[RunSpec]], out_dir: Path, executor) -> None:
@@ -151,7 +79,7 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
             log.info("resuming: %d of %d runs already finished", len(skipped), len(specs))
         if pending:  # checked before recipe.json changes: a refused command leaves the folder as it was
             executor = executor or make_executor("auto", workers=workers)
-            _check_pending(pending, executor)
+            check_pending(pending, executor)
         write_json(out_dir / "recipe.json", {**recipe.model_dump(mode="json"),
                                              "baseline": effective_baseline(recipe, overrides=overrides),
                                              "overrides": {key: value for key, value in overrides},

@@ -96,8 +96,9 @@ def test_an_address_where_no_head_answers_is_one_error_before_anything_runs(tmp_
         head.listen()
         check_ray_address(f"127.0.0.1:{head.getsockname()[1]}", timeout_s=2)
     out = tmp_path / "o"
-    args = ["run", str(QUICKSTART), "--out", str(out), *SHORT_ARGS, "--executor", "ray", "--address", f"127.0.0.1:{port}"]
-    assert main(args) == 2
+    address = f"127.0.0.1:{port}"
+    assert main(["run", str(QUICKSTART), "--out", str(out), *SHORT_ARGS,
+                 "--executor", "ray", "--address", address]) == 2
     assert "ray start --head" in capsys.readouterr().err
     assert not (out / "recipe.json").exists()
 

@@ -144,9 +144,9 @@ _ARMS = {"name": "arms", "base": {"data": {"name": "synthetic"}, "model": {"hidd
     ({"grid": {"seed": [1, 2]}}, "seed cannot be a grid or zip axis"),
     ({"base": {"data": {"name": "synthetic"}, "seed": 5}}, "base: seed 5 would be replaced by each of `seeds`"),
     ({"grid": {"train.optimizer.lr": ["1e-2", 0.01]}},
-     r'configs {"train.optimizer.lr":"1e-2"} and {"train.optimizer.lr":0.01} are the same config'),
+     r'configs {"train.optimizer.lr":"1e-2"} and {"train.optimizer.lr":0.01} are the same run'),
     ({"grid": {"train.batch_size": [32, 32.0]}},
-     r'configs {"train.batch_size":32} and {"train.batch_size":32.0} are the same config'),
+     r'configs {"train.batch_size":32} and {"train.batch_size":32.0} are the same run'),
 ])
 def test_a_repeat_would_count_the_same_runs_twice_and_is_an_error(change, message):
     recipe = Recipe(**{"name": "t", "base": {"data": {"name": "synthetic"}}, **change})
@@ -193,6 +193,9 @@ def test_labels_keep_every_digit_that_tells_two_values_apart():
                     grid={"train.optimizer.lr": [0.1234567, 0.1234568, 0.001, 1e-05]})
     labels = list(dict.fromkeys(s.label for s in expand(recipe)))
     assert labels == ["lr=0.1234567", "lr=0.1234568", "lr=0.001", "lr=1e-05"]
+    # values that 6 digits tell apart keep their 6-digit labels (and existing folders their run ids)
+    kept = Recipe(name="t", base={"data": {"name": "synthetic"}}, grid={"train.optimizer.lr": [0.031622777, 0.1]})
+    assert list(dict.fromkeys(s.label for s in expand(kept))) == ["lr=0.0316228", "lr=0.1"]
 
 
 def test_an_axis_of_mappings_that_drops_base_keys_says_so(caplog):

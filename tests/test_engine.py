@@ -63,6 +63,15 @@ def test_batchnorm_with_a_last_batch_of_one_sample_is_refused_up_front():
     assert train(_model(), data, _cfg(batch_size=32, epochs=1), seed=0).status == "completed"  # no BatchNorm
     with pytest.raises(ValueError, match="train.batch_size is 1 and data.n_train 256: raise both"):
         train(_model(batchnorm=True), blob_data(n_train=256), _cfg(batch_size=1), seed=0)  # every batch is 1
+    # BatchNorm2d normalises over an image's positions too: one image per batch trains
+    from wiringlab.engine import DeviceData
+    from wiringlab.experiment.config import LeNetConfig
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(6, 1, 28, 28, generator=g), torch.arange(6) % 3
+    lenet = init_parameters_(build_model(LeNetConfig(conv_batchnorm=True), (1, 28, 28), 3), make_generator(0, "init"))
+    result = train(lenet, DeviceData(x, y, x, y, (1, 28, 28), 3), _cfg(batch_size=1, epochs=1), seed=0)
+    assert result.status == "completed"
 
 
 class _Recorder(Callback):

@@ -131,6 +131,34 @@ def test_a_refused_command_leaves_a_finished_folder_as_it_was(recipe_path, tmp_p
     assert len(_rows(out / "summary.csv")) == 4
 
 
+def test_an_executors_own_refusal_also_leaves_the_folder_as_it_was(recipe_path, tmp_path):
+    from wiringlab.experiment import ConfigError
+    from wiringlab.experiment.executors import RayExecutor
+    from wiringlab.experiment.recipe import parse_override
+
+    out = tmp_path / "o"
+    assert main(["run", str(recipe_path), "--out", str(out), "--epochs", "1"]) == 0
+    before = (out / "recipe.json").read_bytes()
+    recipe = load_recipe(recipe_path)
+    specs = expand(recipe, overrides=[parse_override("train.device=cuda:1")])  # Ray assigns GPUs itself
+    with pytest.raises(ConfigError, match="Ray assigns each task its GPU"):
+        run_sweep(recipe, specs, out, executor=RayExecutor())
+    assert (out / "recipe.json").read_bytes() == before
+
+
+def test_the_lock_file_takes_the_umask_like_every_results_file(tmp_path):
+    import os
+    import stat
+
+    from wiringlab.experiment.folder_lock import LOCK_NAME, folder_lock
+
+    with folder_lock(tmp_path):
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / LOCK_NAME).stat().st_mode) == 0o666 & ~umask
+
+
 def test_a_second_sweep_into_a_busy_folder_is_refused(recipe_path, tmp_path, capsys):
     from wiringlab.experiment.errors import FolderBusyError
     from wiringlab.experiment.folder_lock import folder_lock
@@ -139,7 +167,7 @@ def test_a_second_sweep_into_a_busy_folder_is_refused(recipe_path, tmp_path, cap
     out.mkdir()
     specs = expand(load_recipe(recipe_path))
     with folder_lock(out):  # another sweep holds the folder (flock locks each open of the file)
-        with pytest.raises(FolderBusyError, match=r"another wiringlab sweep \(pid \d+\)"):
+        with pytest.raises(FolderBusyError, match=r"another wiringlab sweep \(pid \d+ on [^)]+\)"):
             run_sweep(load_recipe(recipe_path), specs, out)
         assert main(["run", str(recipe_path), "--out", str(out)]) == 2
         assert "is being written by another wiringlab sweep" in capsys.readouterr().err
@@ -207,8 +235,8 @@ def test_the_closing_line_counts_diverged_runs(recipe_path, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("override, named", [
-    ("model={kind: lenet}", "the model cannot run on 'synthetic' inputs of shape (16,)"),
-    ("snapshots={layers: [7]}", "the model cannot run on 'synthetic' inputs of shape (16,)"),
+    ("model={kind: lenet}", "running it on 'synthetic' inputs of shape (16,), failed"),
+    ("snapshots={layers: [7]}", "snapshot"),
 ])
 def test_a_model_that_cannot_run_on_its_data_is_one_error_before_anything_runs(recipe_path, tmp_path, capsys,
                                                                                  override, named):
@@ -217,3 +245,17 @@ def test_a_model_that_cannot_run_on_its_data_is_one_error_before_anything_runs(r
     err = capsys.readouterr().err
     assert named in err and "lr=0.1" in err
     assert not (out / "runs").exists() and not (out / "recipe.json").exists()
+
+
+def test_the_report_reads_folders_whose_runs_asked_for_more_samples_than_the_data_has(recipe_path, tmp_path):
+    """Runs made before n_train was checked trained on the capped size; their folders still report."""
+    import yaml
+
+    out = tmp_path / "o"
+    assert main(["run", str(recipe_path), "--out", str(out), "--epochs", "1"]) == 0
+    for path in out.glob("runs/*/config.yaml"):  # as an older wiringlab recorded them (256 exist)
+        config = yaml.safe_load(path.read_text())
+        config["data"]["n_train"] = 300
+        path.write_text(yaml.safe_dump(config))
+    assert main(["report", str(out)]) == 0
+    assert (out / "similarity.csv").exists()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["DeviceData", "to_device_data", "check_split_sizes", "iterate_batches"]
+__all__ = ["DeviceData", "to_device_data", "check_split_sizes", "capped_to_dataset", "iterate_batches"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,14 @@ def check_split_sizes(dataset, config) -> None:
         if wanted is not None and wanted > have:
             raise ValueError(f"data.n_{split}={wanted}, but {dataset.name!r} has {have} {split} samples: "
                              f"set data.n_{split} to at most {have}, or leave it out to use them all")
+
+
+def capped_to_dataset(config, dataset):
+    """`config` with n_train/n_test at most the dataset's split sizes: what a run made before
+    `check_split_sizes` existed trained on (the report reads such folders too)."""
+    caps = {f"n_{split}": min(getattr(config, f"n_{split}"), len(getattr(dataset, f"x_{split}")))
+            for split in ("train", "test") if getattr(config, f"n_{split}") is not None}
+    return config.model_copy(update=caps)
 
 
 def to_device_data(dataset, config, device: torch.device, dtype=torch.float32) -> DeviceData:

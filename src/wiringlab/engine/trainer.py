@@ -75,14 +75,15 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def check_batchnorm_batches(model: nn.Module, n_train: int, batch_size: int) -> None:
-    """A model with BatchNorm cannot train on a batch of one sample (torch raises in the
-    middle of the first epoch); say so before training, with the fix.
+    """A model with BatchNorm1d cannot train on a batch of one sample (torch raises in the
+    middle of the first epoch); say so before training, with the fix. BatchNorm2d takes one
+    image: its statistics run over the image's positions too.
 
     Raises:
-        ValueError: `model` has BatchNorm and some training batch would hold one sample
+        ValueError: `model` has BatchNorm1d and some training batch would hold one sample
             (batch_size 1, one training sample, or a last batch of 1).
     """
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if not any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):  # 2-D/3-D ones also average over space
         return
     if min(batch_size, n_train) == 1:
         raise ValueError(f"BatchNorm needs at least 2 samples per training batch, but train.batch_size is "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from pathlib import Path
 
 from .errors import FolderBusyError
@@ -46,16 +47,29 @@ def folder_lock(folder: Path):
         yield
         return
     path = Path(folder) / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd, writable = _open_lock_file(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise FolderBusyError(f"{folder} is being written by another wiringlab sweep (pid {holder}): wait for "
-                                  "it to finish, or give this one another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+            raise FolderBusyError(f"{folder} is being written by another wiringlab sweep ({holder}): wait for it "
+                                  "to finish, or give this one another --out") from None
+        except OSError as err:  # a file system without flock (e.g. Lustre mounted without -o flock)
+            log.warning("cannot lock %s (%s): do not run two sweeps into this folder at once", path, err)
+        if writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _open_lock_file(path: Path) -> tuple[int, bool]:
+    """The lock file, created with the umask's permissions (0666 & ~umask, like every results
+    file); read-only where another user created it without write access for us (flock needs
+    no write access)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666), True
+    except PermissionError:
+        return os.open(path, os.O_RDONLY), False

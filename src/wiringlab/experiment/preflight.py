@@ -26,6 +26,8 @@ def check_pending(pending: list[RunSpec], executor) -> None:
     """
     if executor.name != "ray":
         check_devices(pending)
+    if hasattr(executor, "check"):  # the executor's own refusals (Ray: a GPU index)
+        executor.check([[spec] for spec in pending])
     check_csr_kernels(pending)
     check_models(pending, check_datasets(pending))
 
@@ -100,7 +102,7 @@ def check_devices(specs: list[RunSpec]) -> None:
 
 
 def check_models(specs: list[RunSpec], datasets: dict) -> None:
-    """Build each distinct single-task model once on the CPU, with the callbacks and penalties
+    """Build each distinct single-task config's model once on the CPU, with the callbacks and penalties
     its config asks for, and run two of its dataset's inputs through it: a model that does
     not fit its data (a LeNet on 1-D signals, a kernel larger than the image, a snapshot
     layer index it lacks) is one error naming the config, not a failed run per seed.
@@ -123,8 +125,9 @@ def check_models(specs: list[RunSpec], datasets: dict) -> None:
         try:
             _run_two_inputs(spec.config, dataset, build_run_model, build_callbacks, build_penalties)
         except Exception as err:  # torch's own error, whatever its type, is the message
-            raise ConfigError(f"{spec.label}: the model cannot run on {dataset.name!r} inputs of shape "
-                              f"{tuple(dataset.input_shape)}: {type(err).__name__}: {err}") from None
+            raise ConfigError(f"{spec.label}: building this config's model with its callbacks, or running it on "
+                              f"{dataset.name!r} inputs of shape {tuple(dataset.input_shape)}, failed: "
+                              f"{type(err).__name__}: {err}") from None
 
 
 @torch.no_grad()

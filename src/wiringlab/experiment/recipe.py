@@ -126,20 +126,30 @@ def _drop_layer_defaults(tree: Any) -> None:
                 node.pop(key)
 
 
-def _short(value: Any) -> str:
-    """A value as a label shows it: floats in 6 digits where that is exact, else in full
-    (0.1234567 and 0.1234568 must not both read 0.123457 and be pooled as one config)."""
+def _short(value: Any, exact: bool = False) -> str:
+    """A value as a label shows it: floats in 6 significant digits, or in full with `exact`."""
     if isinstance(value, float):
-        short = f"{value:g}"
-        return short if float(short) == value else repr(value)
+        return repr(value) if exact else f"{value:g}"
     return json.dumps(value, separators=(",", ":"))
 
 
-def _label(axes: dict) -> str:
+def _exact_axes(points: list[dict]) -> set[str]:
+    """Axes whose float values 6 digits cannot tell apart (0.1234567 and 0.1234568 would both
+    read 0.123457 and be pooled as one config): their labels show floats in full. Other
+    labels keep 6 digits, so the run ids of existing results folders stay the same."""
+    exact = set()
+    for key in dict.fromkeys(k for point in points for k in point):
+        floats = {point[key] for point in points if isinstance(point.get(key), float)}
+        if len({f"{v:g}" for v in floats}) < len(floats):
+            exact.add(key)
+    return exact
+
+
+def _label(axes: dict, exact: set[str] = frozenset()) -> str:
     """"lr=0.1 hidden=[64]": the last part of each axis key and its value."""
     if not axes:
         return "base"
-    return " ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in axes.items())
+    return " ".join(f"{k.split('.')[-1]}={_short(v, k in exact)}" for k, v in axes.items())
 
 
 def _points(recipe: Recipe, source: str) -> list[dict]:
@@ -248,16 +258,9 @@ def _warn_replaced_mappings(base: dict, points: list[dict], source: str) -> None
     for key, keys in dropped.items():
         if keys:
             log.warning("%s: the values of axis %s replace base %s whole, so its configs do not keep base %s; "
-                        "repeat them in each value, or vary single fields with dotted keys (%s.<field>)",
+                        "repeat them in the values they apply to, or vary single fields with dotted keys "
+                        "(%s.<field>)",
                         source, key, key, ", ".join(f"{key}.{k}" for k in sorted(keys)), key)
-
-
-def _get_dotted(tree: dict, key: str) -> Any:
-    for part in key.split("."):
-        if not isinstance(tree, dict) or part not in tree:
-            return None
-        tree = tree[part]
-    return tree
 
 
 def _unique_points(points: list[dict]) -> list[dict]:
@@ -292,11 +295,12 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
     _check_repeats(recipe, source)
     _warn_replaced_mappings(base, points, source)
     specs, problems, labels = [], {}, []
+    exact = _exact_axes(points)
     for axes in _unique_points(points):
         tree = copy.deepcopy(base)
         for key, value in axes.items():
             set_dotted(tree, key, value)
-        label = _label(axes)
+        label = _label(axes, exact)
         labels.append(label)
         for seed in seeds:
             tree["seed"] = seed
@@ -322,7 +326,9 @@ def _check_distinct_configs(specs: list[RunSpec], source: str) -> None:
         first = seen.setdefault(digest, spec)
         if first is not spec:
             raise ConfigError(f"{source}: configs {_canonical(first.axes)} and {_canonical(spec.axes)} are the same "
-                              "config once validated (e.g. 1e-2 and 0.01, or 32 and 32.0): list each value once")
+                              "run once validated: they differ only in how a number is written (1e-2 and 0.01, "
+                              "32 and 32.0) or in a setting that does not change a run (train.progress, "
+                              "train.tensorboard): list each value once")
 
 
 def effective_baseline(recipe: Recipe, source: str = "<recipe>", overrides=()) -> str | None:
@@ -338,12 +344,13 @@ def effective_baseline(recipe: Recipe, source: str = "<recipe>", overrides=()) -
     """
     if recipe.baseline is None:
         return None
-    written = [_label(axes) for axes in _points(recipe, source)]
+    as_written = _points(recipe, source)
+    written = [_label(axes, _exact_axes(as_written)) for axes in as_written]
     if recipe.baseline not in written:
         raise ConfigError(f"{source}: baseline: {recipe.baseline!r} is not a config of this recipe; "
                           f"the configs are: {'; '.join(written)}")
     _, points = _overridden_points(recipe, source, overrides)
-    return _label(points[written.index(recipe.baseline)])
+    return _label(points[written.index(recipe.baseline)], _exact_axes(points))
 
 
 def _problem_report(source: str, problems: dict[str, list[str]], labels: list[str],

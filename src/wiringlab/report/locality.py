@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from ..analysis.clustering import class_variances, compare_over_images, module_io, spatial_variance, welch_t_test
 from ..engine import to_device_data
+from ..engine.tensors import capped_to_dataset
 from ..experiment.config import RunConfig
 from ..experiment.execute import DatasetCache, build_run_model
 from ..experiment.store import RunFolder
@@ -110,8 +111,9 @@ def network_activations(out_dir: Path, run: dict, config: RunConfig, data) -> di
 
 def _test_data(config: RunConfig, datasets: DatasetCache):
     dataset = datasets.get(config.data)
-    n_test = min(config.data.n_test or MAX_TEST_IMAGES, MAX_TEST_IMAGES, len(dataset.x_test))
-    return to_device_data(dataset, config.data.model_copy(update={"n_test": n_test}), torch.device("cpu"))
+    data_cfg = capped_to_dataset(config.data, dataset)
+    n_test = min(data_cfg.n_test or MAX_TEST_IMAGES, MAX_TEST_IMAGES, len(dataset.x_test))
+    return to_device_data(dataset, data_cfg.model_copy(update={"n_test": n_test}), torch.device("cpu"))
 
 
 def _analyse(out_dir: Path, runs: list, datasets: DatasetCache) -> dict[int, dict]:

@@ -34,6 +34,7 @@ from ..analysis.permutation import (NotAChainError, PermutationSensitivity, chai
 from ..analysis.similarity import linear_cka, weight_similarity
 from ..data import DatasetError, load_dataset
 from ..engine import to_device_data
+from ..engine.tensors import capped_to_dataset
 from ..experiment.config import AnalysisConfig, RunConfig
 from ..experiment.execute import build_run_model
 from ..experiment.store import RunFolder, write_csv
@@ -66,7 +67,7 @@ def _test_subset(config: RunConfig, cache: dict, samples: int):
     key = json.dumps(config.data.model_dump(mode="json"), sort_keys=True)
     if key not in cache:
         dataset = load_dataset(config.data.name, path=config.data.path, **config.data.options)
-        data = to_device_data(dataset, config.data, torch.device("cpu"))
+        data = to_device_data(dataset, capped_to_dataset(config.data, dataset), torch.device("cpu"))
         cache[key] = (data.x_test[:samples], data.y_test[:samples], data.input_shape, data.num_classes)
     return cache[key]
 

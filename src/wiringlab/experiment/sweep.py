@@ -17,8 +17,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .errors import FolderBusyError
 from .executors import make_executor
-from .folder_lock import folder_lock
+from .folder_lock import LOCK_NAME, folder_lock
 from .grouping import group_runs, spread_groups
 from .preflight import check_datasets, check_pending
 from .recipe import Recipe, RunSpec, effective_baseline
@@ -70,7 +71,25 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
             dataset, extra); raised before recipe.json or any run is written.
     """
     out_dir = Path(out_dir)
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _locked_sweep(recipe, specs, out_dir, workers, stack, executor, overrides)
+    except FolderBusyError:  # the folder is another sweep's now: leave it alone
+        raise
+    except BaseException:
+        if created:  # a refused command into a new folder leaves no folder behind
+            _remove_if_only_lock(out_dir)
+        raise
+
+
+def _remove_if_only_lock(out_dir: Path) -> None:
+    if [p.name for p in out_dir.iterdir()] == [LOCK_NAME]:
+        (out_dir / LOCK_NAME).unlink()
+        out_dir.rmdir()
+
+
+def _locked_sweep(recipe, specs, out_dir: Path, workers, stack, executor, overrides) -> SweepResult:
     with folder_lock(out_dir):
         folders = {s.run_id: RunFolder(out_dir / "runs" / s.run_id) for s in specs}
         pending = [s for s in specs if not folders[s.run_id].finished()]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from ..data import load_dataset
 from .errors import ConfigError
 from .recipe import RunSpec
 
@@ -32,35 +31,29 @@ def check_pending(pending: list[RunSpec], executor) -> None:
     check_models(pending, check_datasets(pending))
 
 
-def check_datasets(specs: list[RunSpec]) -> dict:
+def check_datasets(specs: list[RunSpec]):
     """Load each distinct dataset once, so a missing one fails the sweep up front
     (with the loader's message on what to install) instead of failing every run; and
     check each run's data.n_train/n_test against it.
 
     Returns:
-        The loaded datasets, by `dataset_key`.
+        The `execute.DatasetCache` holding them.
 
     Raises:
         DatasetError: a dataset cannot be found or read. ConfigError: n_train or n_test
             asks for more samples than the dataset has.
     """
     from ..engine.tensors import check_split_sizes
+    from .execute import DatasetCache
 
-    loaded = {}
+    datasets = DatasetCache()
     for spec in specs:
         for data in spec.config.data_configs():
-            key = dataset_key(data)
-            if key not in loaded:
-                loaded[key] = load_dataset(data.name, path=data.path, **data.options)
             try:
-                check_split_sizes(loaded[key], data)
+                check_split_sizes(datasets.get(data), data)
             except ValueError as err:
                 raise ConfigError(f"{spec.run_id}: {err}") from None
-    return loaded
-
-
-def dataset_key(data) -> tuple:
-    return (data.name, data.path, repr(sorted(data.options.items())))
+    return datasets
 
 
 def check_csr_kernels(specs: list[RunSpec]) -> None:
@@ -101,7 +94,7 @@ def check_devices(specs: list[RunSpec]) -> None:
             raise ConfigError(f"train.device: {err}") from None
 
 
-def check_models(specs: list[RunSpec], datasets: dict) -> None:
+def check_models(specs: list[RunSpec], datasets) -> None:
     """Build each distinct single-task config's model once on the CPU, with the callbacks and penalties
     its config asks for, and run two of its dataset's inputs through it: a model that does
     not fit its data (a LeNet on 1-D signals, a kernel larger than the image, a snapshot
@@ -111,8 +104,6 @@ def check_models(specs: list[RunSpec], datasets: dict) -> None:
         ConfigError: building or running the model raised; the message names the config,
             the input shape and torch's error.
     """
-    from .execute import build_callbacks, build_penalties, build_run_model
-
     seen = set()
     for spec in specs:
         if spec.config.multitask is not None:  # its own model and data path (multitask_run)
@@ -121,9 +112,9 @@ def check_models(specs: list[RunSpec], datasets: dict) -> None:
         if dump in seen:
             continue
         seen.add(dump)
-        dataset = datasets[dataset_key(spec.config.data)]
+        dataset = datasets.get(spec.config.data)
         try:
-            _run_two_inputs(spec.config, dataset, build_run_model, build_callbacks, build_penalties)
+            _run_two_inputs(spec.config, dataset)
         except Exception as err:  # torch's own error, whatever its type, is the message
             raise ConfigError(f"{spec.label}: building this config's model with its callbacks, or running it on "
                               f"{dataset.name!r} inputs of shape {tuple(dataset.input_shape)}, failed: "
@@ -131,7 +122,9 @@ def check_models(specs: list[RunSpec], datasets: dict) -> None:
 
 
 @torch.no_grad()
-def _run_two_inputs(config, dataset, build_run_model, build_callbacks, build_penalties) -> None:
+def _run_two_inputs(config, dataset) -> None:
+    from .execute import build_callbacks, build_penalties, build_run_model
+
     model = build_run_model(config, dataset.input_shape, dataset.num_classes, torch.device("cpu"))
     build_callbacks(config, model), build_penalties(config, model)
     x = dataset.x_train[:2].float()

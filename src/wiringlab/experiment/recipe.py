@@ -345,7 +345,8 @@ def effective_baseline(recipe: Recipe, source: str = "<recipe>", overrides=()) -
     if recipe.baseline is None:
         return None
     as_written = _points(recipe, source)
-    written = [_label(axes, _exact_axes(as_written)) for axes in as_written]
+    exact = _exact_axes(as_written)
+    written = [_label(axes, exact) for axes in as_written]
     if recipe.baseline not in written:
         raise ConfigError(f"{source}: baseline: {recipe.baseline!r} is not a config of this recipe; "
                           f"the configs are: {'; '.join(written)}")

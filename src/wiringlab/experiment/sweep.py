@@ -92,8 +92,9 @@ def _remove_if_only_lock(out_dir: Path) -> None:
 def _locked_sweep(recipe, specs, out_dir: Path, workers, stack, executor, overrides) -> SweepResult:
     with folder_lock(out_dir):
         folders = {s.run_id: RunFolder(out_dir / "runs" / s.run_id) for s in specs}
-        pending = [s for s in specs if not folders[s.run_id].finished()]
-        skipped = [s.run_id for s in specs if folders[s.run_id].finished()]
+        finished = {run_id: folder.finished() for run_id, folder in folders.items()}
+        pending = [s for s in specs if not finished[s.run_id]]
+        skipped = [s.run_id for s in specs if finished[s.run_id]]
         if skipped:
             log.info("resuming: %d of %d runs already finished", len(skipped), len(specs))
         if pending:  # checked before recipe.json changes: a refused command leaves the folder as it was

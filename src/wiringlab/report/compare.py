@@ -8,7 +8,6 @@ before and after a change. The statistics are `report.stats.summarize`, as in ta
 from __future__ import annotations
 
 import difflib
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ from .errors import UnknownMetricError
 from .html import html_page
 from .markdown import markdown_to_html
 from .stats import Summary, summarize
-from .table import STACK_SHARE_NOTE, STACK_SHARED_METRICS, group_by_label, metric_names, metric_values, stack_trained
+from .table import (STACK_SHARE_NOTE, STACK_SHARED_METRICS, group_by_label, metric_names, metric_values,
+                    override_settings, stack_trained)
 
 __all__ = ["FolderResults", "load_folders", "check_metrics", "render_comparison", "write_comparison"]
 
@@ -108,7 +108,7 @@ def render_comparison(folders: list[FolderResults], metrics: list[str] | None = 
            "| folder | recipe | question | overrides | runs |", "|---|---|---|---|---|"]
     for f in folders:
         question = " ".join((f.recipe.get("question") or "–").split()).replace("|", "\\|")
-        overrides = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in (f.recipe.get("overrides") or {}).items())
+        overrides = override_settings(f.recipe.get("overrides") or {}, code=True)
         out.append(f"| {f.name} | {f.recipe.get('name', '–')} | {question} | {overrides or '–'} | {f.runs} |")
     out += ["", "Final-epoch metrics: mean ± sample std (n completed seeds) per folder; – where a folder has "
             "no such config or metric.", "",

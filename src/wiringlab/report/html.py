@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import time
 from collections import Counter
@@ -27,7 +26,7 @@ import yaml
 
 from ..experiment.store import atomic_write_text
 from .markdown import markdown_to_html
-from .table import COMPARISON_CAPTION, RESULTS_CAPTION, ResultsTables, format_number, format_p
+from .table import COMPARISON_CAPTION, RESULTS_CAPTION, ResultsTables, format_number, format_p, override_settings
 
 __all__ = ["ReportSection", "FigureEmbedder", "render_report_html", "html_page", "REPORT_CSP"]
 
@@ -121,7 +120,7 @@ def _recipe_section(recipe: dict, baseline: str | None, first_config: str | None
     rows = [("seeds", ", ".join(map(str, seeds))), ("runs", str(len(recipe.get("run_ids", [])))),
             ("baseline", baseline if recipe.get("baseline") else f"{baseline} (the first config)")]
     if recipe.get("overrides"):
-        rows.append(("overrides", ", ".join(f"{k}={json.dumps(v)}" for k, v in recipe["overrides"].items())
+        rows.append(("overrides", override_settings(recipe["overrides"])
                      + " (given on the command line; they replace the base and grid values below)"))
     parts = ['<section id="recipe"><h2>Recipe and config</h2><dl class="recipe">']
     parts += [f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows]

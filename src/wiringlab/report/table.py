@@ -224,6 +224,12 @@ def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTabl
                          mixed_device_warnings(groups), notes, dict(recipe.get("overrides") or {}))
 
 
+def override_settings(overrides: dict, code: bool = False) -> str:
+    """"key=value, …" of the command line's overrides (values as JSON), each in backticks with `code`."""
+    tick = "`" if code else ""
+    return ", ".join(f"{tick}{key}={json.dumps(value)}{tick}" for key, value in overrides.items())
+
+
 RESULTS_CAPTION = ("Final-epoch metrics per config: mean ± sample std [95% t-interval] over the completed "
                    "seeds (n). Diverged or failed runs are counted apart, never averaged in.")
 COMPARISON_CAPTION = "Difference of means, Welch's t-test over seeds, p-values Holm-corrected across all rows."
@@ -235,8 +241,7 @@ def render_markdown(tables: ResultsTables) -> str:
     if tables.question:
         out += [f"**Question.** {tables.question}", ""]
     if tables.overrides:  # the question as written may name another dataset or length
-        settings = ", ".join(f"`{key}={json.dumps(value)}`" for key, value in tables.overrides.items())
-        out += [f"**Run with overrides.** {settings}", ""]
+        out += [f"**Run with overrides.** {override_settings(tables.overrides, code=True)}", ""]
     out += [RESULTS_CAPTION, "",
             "| config | n | " + " | ".join(tables.metrics) + " | not completed |",
             "|---|---|" + "---|" * len(tables.metrics) + "---|"]

@@ -4,11 +4,12 @@ import importlib.util
 
 import pytest
 import torch
+from conftest import needs
 
 from wiringlab.engine import DeviceData
 
 # The numba extra: installed by scripts/setup.sh (so in CI); its tests skip only where it is not.
-needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba extra not installed")
+needs_numba = needs("numba", importlib.util.find_spec("numba") is not None, "numba extra not installed")
 # Both CSR kernel sets, for parametrising tests of CSR layers.
 CSR_KERNELS = ["torch", pytest.param("numba", marks=needs_numba)]
 

@@ -3,8 +3,18 @@ a small synthetic override with its clustering report section and figures."""
 
 from pathlib import Path
 
+import pytest
+import scipy.stats
+import torch
+
+from wiringlab.analysis.clustering import spatial_variance
 from wiringlab.cli import main
+from wiringlab.data import load_dataset
+from wiringlab.engine import to_device_data
 from wiringlab.experiment import expand, load_recipe
+from wiringlab.experiment.config import RunConfig
+from wiringlab.experiment.store import RunFolder
+from wiringlab.report.locality import network_activations
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "locality" / "lenet-locality.yaml"
 
@@ -23,16 +33,56 @@ def test_recipe_validates_with_the_studys_settings():
             train.optimizer.weight_decay) == (10, 64, "rmsprop", 0.01, 0.5, 0.01)
 
 
-def test_recipe_runs_one_epoch_and_reports_clustering(tmp_path):
-    code = main(["run", str(RECIPE), "--out", str(tmp_path), "--epochs", "1", "--seeds", "0", "1",
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory):
+    out = tmp_path_factory.mktemp("locality")
+    code = main(["run", str(RECIPE), "--out", str(out), "--epochs", "1", "--seeds", "0", "1",
                  "--set", "data.name=synthetic",
                  "--set", "data.options={n_train: 128, n_test: 60, input_shape: [1, 16, 16], num_classes: 3}",
                  "--set", "model.hidden=[24, 20]", "--set", "model.prior_block.width=16",
                  "--set", "train.progress=false"])
     assert code == 0
+    return out
+
+
+def test_recipe_runs_one_epoch_and_reports_clustering(one_epoch):
+    tmp_path = one_epoch
     table = (tmp_path / "table.md").read_text()
     assert "## Locality prior: spatial clustering" in table and table.count("across seeds (n=2 vs 2)") == 3
     for p in ("0.5", "1.0", "2.0"):  # every treatment paired with the control
         assert f'### `layer={{"type":"locality","p":{p}}}` vs `layer={{"type":"linear"}}`' in table
     for name in ("locality_prior", "locality_variance", "locality_maps_0", "locality_maps_2"):
         assert (tmp_path / "figures" / f"{name}.png").is_file()
+
+
+def _mean_variance(out_dir, summary, config) -> float:
+    """One network's mean per-image spatial variance at its prior block's output, computed here."""
+    dataset = load_dataset(config.data.name, **config.data.options)
+    data = to_device_data(dataset, config.data, torch.device("cpu"))
+    net = network_activations(out_dir, summary, config, data)
+    return float(spatial_variance(net["output"]).nanmean())
+
+
+def test_the_clustering_table_compares_treatment_with_control(one_epoch):
+    """The numbers of one pair's table, recomputed from the run folders: V of the treatment
+    and of the control per seed, and Welch's t across seeds (scipy's, as an oracle)."""
+    summaries = [RunFolder(d).read_summary() for d in sorted((one_epoch / "runs").iterdir())]
+    configs = {s["run_id"]: RunConfig.model_validate(RunFolder(one_epoch / "runs" / s["run_id"]).read_config())
+               for s in summaries}
+    arm = {"treatment": 'layer={"type":"locality","p":1.0}', "control": 'layer={"type":"linear"}'}
+    means = {name: {s["seed"]: _mean_variance(one_epoch, s, configs[s["run_id"]])
+                    for s in summaries if s["label"] == label} for name, label in arm.items()}
+    table = (one_epoch / "table.md").read_text()
+    section = table.split(f'### `{arm["treatment"]}` vs `{arm["control"]}`')[1].split("###")[0]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:6]]
+            for line in section.splitlines() if line.startswith("| ")}
+    for seed in (0, 1):
+        v_treatment, v_control = (float(x) for x in rows[str(seed)][:2])
+        assert v_treatment == pytest.approx(means["treatment"][seed], rel=1e-3)
+        assert v_control == pytest.approx(means["control"][seed], rel=1e-3)
+    assert means["treatment"] != means["control"]
+    welch = scipy.stats.ttest_ind(list(means["treatment"].values()), list(means["control"].values()),
+                                  equal_var=False)
+    across = rows["across seeds (n=2 vs 2)"]
+    assert float(across[2]) == pytest.approx(welch.statistic, rel=1e-2)
+    assert float(across[3]) == pytest.approx(welch.pvalue, rel=1e-2)

@@ -1,9 +1,11 @@
 """The multi-task recipes validate, name a real baseline, and run for one epoch on synthetic
 datasets of two shapes (an image task and a vector task); the report gets its multi-task table."""
 
+import json
 from pathlib import Path
 
 import pytest
+from conftest import needs_fashion
 
 from wiringlab.cli import main
 from wiringlab.experiment import expand, load_recipe
@@ -43,3 +45,19 @@ def test_study_recipe_runs_one_epoch_on_two_synthetic_shapes(tmp_path):
     assert f"test_acc/{image_task}" in table
     assert (tmp_path / "figures" / "multitask_kernels.png").is_file()
     assert (tmp_path / "figures" / "multitask_accuracy.png").is_file()
+
+
+@needs_fashion
+def test_offline_recipe_runs_one_epoch_on_its_real_datasets(tmp_path):
+    """The offline twin as written (Fashion-MNIST and MNIST-1D, both local), on a slice of each."""
+    path = ROOT / "recipes" / "spatial" / "multitask-scaffolding-offline.yaml"
+    code = main(["run", str(path), "--out", str(tmp_path), "--epochs", "1", "--seeds", "0",
+                 *[arg for task, n in (("fashion", 256), ("mnist1d", 128))
+                   for arg in ("--set", f"multitask.tasks.{task}.data.n_train={n}",
+                               "--set", f"multitask.tasks.{task}.data.n_test=128")],
+                 "--set", "multitask.width=16", "--set", "train.progress=false"])
+    assert code == 0
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/summary.json")]
+    assert len(summaries) == 3 and all(s["status"] == "completed" for s in summaries)
+    assert all(0 <= s["final"][f"test_acc/{task}"] <= 1 for s in summaries for task in ("fashion", "mnist1d"))
+    assert "## Multi-task: accuracy per task" in (tmp_path / "table.md").read_text()

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import needs
 import torch
 
 from wiringlab.cli import main
@@ -37,8 +38,8 @@ QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 SHORT = [("train.epochs", 1), ("train.progress", False)]
 SHORT_ARGS = ["--epochs", "1", "--seeds", "0", "--set", "train.progress=false"]
 
-needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                               reason="Ray is not installed: pip install 'wiringlab[ray]'")
+needs_ray = needs("ray", importlib.util.find_spec("ray") is not None,
+                  "Ray is not installed: pip install 'wiringlab[ray]'")
 
 
 def _quickstart(seeds=(0,)):

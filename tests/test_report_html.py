@@ -11,13 +11,14 @@ import matplotlib.pyplot as plt
 import pytest
 
 from browser import CHROMIUM, check_in_chromium
+from conftest import needs
 from wiringlab.cli import main
 from wiringlab.report import build as report_build
 from wiringlab.report.build import load_results
 from wiringlab.report.figures import save_figure
 from wiringlab.report.table import compute_tables, format_number, format_p
 
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed: apt-get install chromium")
+needs_chromium = needs("chromium", CHROMIUM is not None, "Chromium is not installed: apt-get install chromium")
 
 EXTRA_MARKDOWN = """
 ## Extra analysis

@@ -157,3 +157,31 @@ def test_outputs_of_an_earlier_invocation_are_removed_and_a_users_files_kept(tmp
     assert not (out / "figures" / "overfitting_lr-0.05.png").exists()  # that config is not in the table
     assert (out / "figures" / "mine.png").is_file() and (out / "figures" / "learning_curves.png").is_file()
     assert "lr-0.05" not in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize("analysis, header, cells_a", [
+    ({}, "| config | n | ≥ 0.7650 (90%) | ≥ 0.8075 (95%) | ≥ 0.8415 (99%) |",
+     ["3.0 ± 0.0", "3.0 (1/2 reached)", "3.0 (1/2 reached)"]),
+    ({"epochs_to_threshold": {"levels": [0.55, 0.85]}}, "| config | n | ≥ 0.5500 | ≥ 0.8500 |",
+     ["2.0 ± 0.0", "3.0 (1/2 reached)"]),
+    ({"epochs_to_threshold": {"fractions": [0.5]}}, "| config | n | ≥ 0.4250 (50%) |", ["1.0 ± 0.0"]),
+])
+def test_epochs_to_threshold_reads_the_recipes_levels(tmp_path, analysis, header, cells_a):
+    """Config a: test accuracy 0.5, 0.7, 0.9 and 0.5, 0.6, 0.8 (best final mean 0.85); b: 0.4 flat."""
+    from wiringlab.report.spatial import epochs_to_threshold_section
+
+    summaries = [_run(tmp_path, "a", 0, "completed", [5, 3, 1]), _run(tmp_path, "a", 1, "completed", [5, 4, 2]),
+                 _run(tmp_path, "b", 0, "completed", [6, 6, 6])]
+    markdown, _ = epochs_to_threshold_section(tmp_path, {"analysis": analysis}, summaries)
+    assert header in markdown
+    assert f"| a | 2 | {' | '.join(cells_a)} |" in markdown
+    assert f"| b | 1 | {' | '.join(['never (0/1)'] * len(cells_a))} |" in markdown
+
+
+def test_epochs_to_threshold_takes_levels_or_fractions_not_both():
+    from wiringlab.experiment.config import AnalysisConfig
+
+    with pytest.raises(ValueError, match="give levels .* or fractions"):
+        AnalysisConfig.model_validate({"epochs_to_threshold": {"levels": [0.5], "fractions": [0.9]}})
+    with pytest.raises(ValueError, match="less than or equal to 1"):
+        AnalysisConfig.model_validate({"epochs_to_threshold": {"levels": [97]}})

@@ -232,3 +232,24 @@ def test_distance_regrowth_draws_in_proportion_to_the_weights():
     g = torch.Generator().manual_seed(0)
     picks = torch.cat([regrow_distance(mask, 1, weights, g) for _ in range(4000)])
     assert abs((picks == 4).double().mean().item() - 0.5) < 0.03
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 300), count=st.integers(1, 300), chunk=st.integers(1, 64), seed=st.integers(0, 2**16))
+def test_top_indices_by_chunks_are_topks(n, count, chunk, seed):
+    """Chunked top-k picks the same set as one topk (continuous keys: no ties), whatever the chunk."""
+    count = min(count, n)
+    keys = torch.rand(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    keys[::3] = -1.0  # filler keys, as regrow_distance's ineligible positions (tied, never among the top)
+    count = min(count, int((keys > 0).sum())) or 1
+    expected = keys.topk(count).indices.sort().values
+    assert torch.equal(sp._top_indices(keys, count, chunk=chunk).sort().values, expected)
+
+
+def test_regrow_distance_is_the_same_by_chunks(monkeypatch):
+    mask = torch.rand(60, 50, generator=torch.Generator().manual_seed(0)) < 0.2
+    probability = torch.rand(60, 50, generator=torch.Generator().manual_seed(1))
+    whole = sp.regrow_distance(mask, 400, probability, torch.Generator().manual_seed(2))
+    chunked = sp._top_indices
+    monkeypatch.setattr(sp, "_top_indices", lambda keys, count: chunked(keys, count, chunk=97))
+    assert torch.equal(sp.regrow_distance(mask, 400, probability, torch.Generator().manual_seed(2)), whole)

@@ -52,7 +52,11 @@ def test_schedule_updates_every_prior_layer(every):
     final = result.final
     assert final["kernel_sparsity"] == pytest.approx(
         sum(int((m.kernel < 0.1).sum()) for m in priors) / sum(m.kernel.numel() for m in priors))
-    assert 0 <= final["weight_sparsity"] <= 1 and 0 < final["kernel_mean"] < 1
+    total = sum(m.kernel.numel() for m in priors)
+    near_zero = sum(int((w.abs() < 0.01 * w.abs().max()).sum()) for w in (m.effective_weight() for m in priors))
+    assert final["weight_sparsity"] == pytest.approx(near_zero / total)  # of W_eff, not the raw W
+    assert final["kernel_mean"] == pytest.approx(sum(float(m.kernel.sum()) for m in priors) / total)  # every layer
+    assert near_zero > 0 and final["kernel_mean"] < 0.5  # a sharpened kernel: W_eff ≠ W in the count above
 
 
 def test_a_static_kernel_is_set_once_not_every_step():

@@ -7,6 +7,7 @@ import json
 import sys
 
 import pytest
+from conftest import needs
 
 from wiringlab.cli import main
 from wiringlab.experiment.errors import MissingExtraError
@@ -20,8 +21,8 @@ base:
 seeds: [0]
 """
 
-needs_tensorboard = pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
-                                       reason="tensorboard is not installed: pip install 'wiringlab[tensorboard]'")
+needs_tensorboard = needs("tensorboard", importlib.util.find_spec("tensorboard") is not None,
+                          "tensorboard is not installed: pip install 'wiringlab[tensorboard]'")
 
 
 @pytest.fixture

@@ -375,11 +375,30 @@ class SimilarityAnalysisConfig(StrictModel):
     test_samples: int = Field(default=1000, gt=1)  # first N test samples for CKA and permutation sensitivity
 
 
+Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class EpochsToThresholdConfig(StrictModel):
+    """The first epoch each config's test accuracy reaches given levels (report section)."""
+
+    # levels as fractions of the best config's mean final test accuracy (suit any dataset)
+    fractions: list[Fraction] = Field(default_factory=lambda: [0.90, 0.95, 0.99], min_length=1)
+    levels: list[Fraction] | None = Field(default=None, min_length=1)  # test accuracies; replace fractions
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if self.levels is not None and "fractions" in self.model_fields_set:
+            raise ValueError("give levels (test accuracies) or fractions (of the best config's final accuracy), "
+                             "not both")
+        return self
+
+
 class AnalysisConfig(StrictModel):
     """Analyses the report runs over a results folder (recipe key `analysis`)."""
 
     symmetry: SymmetryAnalysisConfig = Field(default_factory=SymmetryAnalysisConfig)
     similarity: SimilarityAnalysisConfig = Field(default_factory=SimilarityAnalysisConfig)
+    epochs_to_threshold: EpochsToThresholdConfig = Field(default_factory=EpochsToThresholdConfig)
 
 
 # Fields that change how a run is shown, never what it computes: left out of run ids.

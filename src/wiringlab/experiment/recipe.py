@@ -32,6 +32,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from .config import ADDED_DEFAULTS, ADDED_LAYER_DEFAULTS, PRESENTATION_ONLY, AnalysisConfig, RunConfig, StrictModel
 from .errors import ConfigError, format_validation_error, validation_problems
+from .inert import check_inert_settings
 from .layer_config import layer_config_nodes
 
 __all__ = ["Recipe", "RunSpec", "load_recipe", "expand", "effective_baseline", "run_id", "parse_override", "set_dotted"]
@@ -314,6 +315,7 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
     if problems:
         raise ConfigError(_problem_report(source, problems, labels, [key for key, _ in overrides]))
     _check_distinct_configs(specs, source)
+    check_inert_settings(specs, recipe.grid, source)
     return specs
 
 

@@ -7,8 +7,9 @@
   value over epochs, mean ± std band per config → ``figures/effective_sparsity.png``.
 - `epochs_to_threshold_section`: per config, the first epoch at which test accuracy
   reaches each level (mean ± std over the runs that reached it, and how many did).
-  Levels are 90%, 95% and 99% of the best config's mean final test accuracy, so they
-  suit any dataset; `wiringlab.analysis.sparsity.epochs_to_threshold` takes any levels.
+  Levels are 90%, 95% and 99% of the best config's mean final test accuracy (so they suit
+  any dataset), or the recipe's `analysis.epochs_to_threshold` (other fractions, or
+  absolute test accuracies as `levels`).
 
 Each returns ("", {}) for a folder it has nothing to say about.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from ..analysis.sparsity import epochs_to_threshold
 from ..engine.spatial import KERNEL_SNAPSHOTS
+from ..experiment.config import AnalysisConfig
 from ..experiment.store import RunFolder
 from .figures import plot_learning_curves, save_figure
 from .run_files import read_run_metrics
@@ -30,11 +32,10 @@ from .table import completed_runs, group_by_label
 
 import matplotlib.pyplot as plt  # noqa: E402  (after .figures, which selects the Agg backend)
 
-__all__ = ["kernel_section", "sparsity_section", "epochs_to_threshold_section", "THRESHOLD_FRACTIONS"]
+__all__ = ["kernel_section", "sparsity_section", "epochs_to_threshold_section"]
 
 log = logging.getLogger(__name__)
 
-THRESHOLD_FRACTIONS = (0.90, 0.95, 0.99)  # levels as fractions of the best config's mean final test_acc
 _SNAPSHOTS = tuple(KERNEL_SNAPSHOTS)  # start, middle, end
 
 
@@ -111,20 +112,29 @@ def _test_acc_curves(out_dir: Path, summaries: list[dict]) -> dict[str, list[lis
     return curves
 
 
+def _levels(recipe: dict, best: float) -> tuple[list[float], list[str], str]:
+    """The accuracy levels of the recipe's `analysis.epochs_to_threshold`, their column names and
+    a sentence saying what they are."""
+    config = AnalysisConfig.model_validate(recipe.get("analysis") or {}).epochs_to_threshold
+    if config.levels is not None:
+        return list(config.levels), [f"≥ {lv:.4f}" for lv in config.levels], "levels set by the recipe"
+    levels = [round(f * best, 4) for f in config.fractions]
+    fractions = ", ".join(f"{f:.0%}" for f in config.fractions)
+    return (levels, [f"≥ {lv:.4f} ({f:.0%})" for lv, f in zip(levels, config.fractions)],
+            f"levels are {fractions} of the best config's mean final test accuracy ({best:.4f})")
+
+
 def epochs_to_threshold_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[str, dict[str, Path]]:
     curves = _test_acc_curves(out_dir, summaries)
     finals = [summarize([c[-1] for c in runs]).mean for runs in curves.values() if runs]
     finals = [f for f in finals if math.isfinite(f)]
     if not finals or max(len(c) for runs in curves.values() for c in runs) < 2:
         return "", {}
-    best = max(finals)
-    levels = [round(f * best, 4) for f in THRESHOLD_FRACTIONS]
-    fractions = ", ".join(f"{f:.0%}" for f in THRESHOLD_FRACTIONS)
-    header = " | ".join(f"≥ {lv:.4f} ({f:.0%})" for lv, f in zip(levels, THRESHOLD_FRACTIONS))
+    levels, columns, what = _levels(recipe, max(finals))
     lines = ["", "## Epochs to threshold", "",
-             f"First epoch at which test accuracy reaches each level; levels are {fractions} of the best "
-             f"config's mean final test accuracy ({best:.4f}). Mean ± std over the runs that reached it.", "",
-             f"| config | n | {header} |", "|---|---|" + "---|" * len(levels)]
+             f"First epoch at which test accuracy reaches each level; {what}. Mean ± std over the runs that "
+             "reached it.", "",
+             f"| config | n | {' | '.join(columns)} |", "|---|---|" + "---|" * len(levels)]
     for label, runs in curves.items():
         if runs:
             firsts = [epochs_to_threshold(c, levels) for c in runs]  # (runs, levels)

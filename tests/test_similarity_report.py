@@ -1,0 +1,93 @@
+"""The report's cross-seed similarity against a known answer: a second seed whose weights are
+the first's with its hidden units permuted is the same network, so after alignment its weights
+match exactly, its representations have CKA 1, and only the raw cosine sees a difference."""
+
+import csv
+
+import pytest
+import torch
+
+from wiringlab.cli import main
+from wiringlab.experiment.store import RunFolder
+from wiringlab.report.build import build_report
+
+RECIPE = """
+name: twins
+base:
+  data: {name: synthetic, options: {n_train: 128, n_test: 64, input_shape: [6], num_classes: 3}}
+  model: {kind: mlp, hidden: [10, 7]}
+  train: {epochs: 1, batch_size: 32, progress: false}
+seeds: [0, 1, 2]
+"""
+
+
+def _layers(state: dict) -> list[str]:
+    """The linear layers of an MLP's state in forward order (safetensors sorts its keys)."""
+    names = [name[: -len(".weight")] for name in state if name.endswith(".weight")]
+    return sorted(n for n in names if ".hidden." in n) + [n for n in names if ".hidden." not in n]
+
+
+def _permuted(state: dict, generator: torch.Generator) -> dict:
+    """`state` of a 6-10-7-3 MLP with each hidden layer's units shuffled (the same function)."""
+    names, state = _layers(state), dict(state)
+    for layer, following in zip(names, names[1:]):
+        perm = torch.randperm(state[f"{layer}.weight"].shape[0], generator=generator)
+        state[f"{layer}.weight"] = state[f"{layer}.weight"][perm]  # (out, in): units are rows
+        state[f"{layer}.bias"] = state[f"{layer}.bias"][perm]
+        state[f"{following}.weight"] = state[f"{following}.weight"][:, perm]  # its inputs are columns
+    return state
+
+
+def _cosine(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    a, b = torch.cat([t.flatten() for t in a]).double(), torch.cat([t.flatten() for t in b]).double()
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory):
+    """A results folder where seed 1 is seed 0 with permuted units; seed 2 is trained."""
+    out = tmp_path_factory.mktemp("twins")
+    recipe = out / "twins.yaml"
+    recipe.write_text(RECIPE)
+    assert main(["run", str(recipe), "--out", str(out / "res")]) == 0
+    runs = {RunFolder(d).read_summary()["seed"]: RunFolder(d) for d in (out / "res" / "runs").iterdir()}
+    first = runs[0].read_weights()
+    runs[1].write_weights(_permuted(first, torch.Generator().manual_seed(5)))
+    build_report(out / "res")
+    with open(out / "res" / "similarity.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return first, runs, rows
+
+
+def _row(rows, seeds, layer):
+    (row,) = [r for r in rows if {int(r["seed_a"]), int(r["seed_b"])} == seeds and r["layer"] == layer]
+    return row
+
+
+@pytest.mark.parametrize("layer, index", [("linear0", 0), ("linear1", 1), ("linear2", 2), ("all", None)])
+def test_a_permuted_copy_is_the_same_network_once_aligned(twins, layer, index):
+    first, runs, rows = twins
+    weights = [first[f"{n}.weight"] for n in _layers(first)]
+    permuted = [runs[1].read_weights()[f"{n}.weight"] for n in _layers(first)]
+    pick = slice(None) if index is None else slice(index, index + 1)
+    row = _row(rows, {0, 1}, layer)
+    assert float(row["aligned_cos"]) == pytest.approx(1.0, abs=1e-6)
+    assert float(row["raw_cos"]) == pytest.approx(_cosine(weights[pick], permuted[pick]), abs=1e-6)
+    if layer in ("linear0", "linear1"):  # units were shuffled: the raw cosine sees it
+        assert float(row["raw_cos"]) < 0.9
+        assert float(row["cka"]) == pytest.approx(1.0, abs=1e-5)
+    if layer == "linear2":  # the classifier's rows are not permuted; its columns follow linear1
+        assert float(row["raw_cos"]) < 0.99
+
+
+def test_a_differently_trained_seed_is_not_the_same_network(twins):
+    _, _, rows = twins
+    row = _row(rows, {0, 2}, "linear1")
+    assert float(row["aligned_cos"]) < 0.99 and float(row["cka"]) < 0.999
+    assert float(row["aligned_cos"]) >= float(row["raw_cos"])  # alignment maximises the match
+
+
+def test_every_pair_and_layer_has_one_row(twins):
+    _, _, rows = twins
+    pairs = {frozenset((r["seed_a"], r["seed_b"])) for r in rows}
+    assert len(pairs) == 3 and len(rows) == 3 * 4  # 3 pairs x (3 layers + all)

@@ -1,15 +1,16 @@
-"""SparseLinear at scale: a 10,000 x 10,000 layer at 99% sparsity, one training step and
-one SET evolution per regrowth rule, with the memory each part adds.
+"""SparseLinear at scale: a 10,000 x 10,000 layer at 99% sparsity, one training step and one
+SET evolution per regrowth rule, with the memory each part adds.
 
 What it measures (one process, CPU, Linux): each part's peak resident memory above the
-resident memory before it (the peak, VmHWM, is reset before each part) and wall time of building the layer (mask drawn by
-rejection sampling), of one SGD-momentum step on a batch, and of one evolution with `random`
-regrowth, with `distance` regrowth (its probability matrix built first, as a run does once),
-then with `gradient` regrowth, which needs the dense gradient gᵀx (one extra out x in
-tensor). `--layout masked` is `SparseLinear` (dense weight and mask), `--layout csr` is
-`CSRSparseLinear` (what the layer factory builds at >= 90% sparsity): only the active values.
-The baseline in the same run is the size of one dense out x in float32 tensor, so each
-number reads as "how many dense matrices this part allocated".
+resident memory before it (the peak, VmHWM, is reset before each part) and wall time of
+building the layer (mask drawn by rejection sampling), of one SGD-momentum step on a batch,
+and of one evolution with `random` regrowth, with `distance` regrowth (its probability
+matrix built first, as a run does once), then with `gradient` regrowth, which needs the
+dense gradient gᵀx (one extra out x in tensor). `--layout masked` is `SparseLinear` (dense
+weight and mask), `--layout csr` is `CSRSparseLinear` (what the layer factory builds at >=
+90% sparsity): only the active values. The baseline in the same run is the size of one dense
+out x in float32 tensor, so each number reads as "how many dense matrices this part
+allocated".
 
 Run: python bench/sparse_scale.py [--layout masked|csr] [--size 10000] [--density 0.01] [--batch 64]
 """

@@ -94,3 +94,31 @@ def test_compare_errors_say_what_is_wrong(folders, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", str(folders[0])])
     assert exit_info.value.code == 2 and "at least two" in capsys.readouterr().err
+
+
+def test_settings_that_differ_between_the_folders_are_listed(folders, capsys):
+    first, second = folders
+    assert main(["compare", str(first), str(second)]) == 0
+    printed = capsys.readouterr().out
+    assert "| grid: train.optimizer.lr | `[0.1, 0.05]` | `[0.1, 0.2]` |" in printed
+    assert "train.epochs" not in printed  # the same in both: not listed
+
+
+def test_settings_as_run_put_overrides_over_the_base():
+    from wiringlab.report.compare import _differences, settings_as_run
+
+    recipe = {"base": {"train": {"epochs": 4, "optimizer": {"name": "sgd", "lr": 0.1}}}, "seeds_run": [0, 1],
+              "grid": {"model.hidden": [[8], [16]]},
+              "overrides": {"train.epochs": 1, "train.optimizer": {"name": "adam"}}}
+    assert settings_as_run(recipe) == {"train.epochs": 1, "train.optimizer.name": "adam", "seeds": [0, 1],
+                                       "grid: model.hidden": [[8], [16]]}
+
+    class Folder:  # what _differences reads of a FolderResults
+        def __init__(self, name, recipe):
+            self.name, self.recipe = name, recipe
+
+    same = _differences([Folder("a", recipe), Folder("b", recipe)])
+    assert same[-1] == "The folders ran the same settings (base, overrides, axes, seeds)."
+    other = {**recipe, "overrides": {}}
+    lines = _differences([Folder("a", recipe), Folder("b", other)])
+    assert "| train.epochs | `1` | `4` |" in lines and "| train.optimizer.lr | – | `0.1` |" in lines

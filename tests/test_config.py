@@ -181,6 +181,13 @@ def test_a_baseline_that_names_no_config_is_an_error_naming_the_configs(tmp_path
         load_recipe(path)
 
 
+def test_a_mistyped_grid_key_is_named_before_the_baseline_it_breaks(tmp_path):
+    path = _write(tmp_path, "name: t\nbase: {data: {name: synthetic}, model: {layer: {type: spatial}}}\n"
+                            "grid: {model.layer.kernal: [none, exponential]}\nbaseline: kernel=\"none\"\n")
+    with pytest.raises(ConfigError, match=r"model\.layer\.kernal: Extra inputs are not permitted"):
+        load_recipe(path)
+
+
 def test_seed_overrides_and_bad_override_values_are_errors_that_say_the_fix():
     with pytest.raises(ConfigError, match="--seeds"):
         expand(Recipe(**_ARMS), "arms.yaml", [("seed", 7)])
@@ -211,3 +218,28 @@ def test_an_axis_of_mappings_that_drops_base_keys_says_so(caplog):
     with caplog.at_level("WARNING", logger="wiringlab.experiment.recipe"):
         expand(recipe.model_copy(update={"grid": {"train.optimizer.lr": [0.1, 0.05]}}), "t.yaml")
     assert "do not keep" not in caplog.text
+
+
+def test_grid_points_are_outer_and_zip_rows_inner():
+    recipe = Recipe(name="t", base={"data": {"name": "synthetic"}}, grid={"model.hidden": [[8], [16]]},
+                    zip={"train.optimizer.lr": [0.1, 0.05]}, seeds=[0])
+    assert [s.label for s in expand(recipe, "t.yaml")] == [
+        "hidden=[8] lr=0.1", "hidden=[8] lr=0.05", "hidden=[16] lr=0.1", "hidden=[16] lr=0.05"]
+
+
+def test_an_override_whose_key_only_starts_like_an_axis_sets_the_base():
+    """model.layer_at is not inside a model.layer axis (nor evolution.zeta_schedule inside evolution.zeta)."""
+    recipe = Recipe(name="t", base={"data": {"name": "synthetic"}, "model": {"hidden": [8, 8]}}, seeds=[0],
+                    grid={"model.layer": [{"type": "linear"}, {"type": "spatial"}]})
+    specs = expand(recipe, "t.yaml", overrides=[("model.layer_at", [1])])
+    assert len(specs) == 2 and all(s.config.model.layer_at == [1] for s in specs)
+    assert {s.config.model.layer.type for s in specs} == {"linear", "spatial"}
+
+
+def test_an_override_inside_nested_axes_goes_into_the_innermost():
+    base = {"data": {"name": "synthetic"}, "model": {"hidden": [8], "layer": {"type": "sparse"}}}
+    recipe = Recipe(name="t", base=base,
+                    grid={"evolution": [{"regrow": "distance", "zeta": 0.3}]}, seeds=[0],
+                    zip={"evolution.distance": [{"kernel": "gaussian"}, {"kernel": "exponential"}]})
+    specs = expand(recipe, "t.yaml", overrides=[("evolution.distance.sigma", 0.2)])
+    assert [s.config.evolution.distance.sigma for s in specs] == [0.2, 0.2]

@@ -232,3 +232,25 @@ def test_eight_plain_mlps_still_stack_on_a_cpu():
     assert _fused_alone_is_faster(models[:-1], specs[:-1], cpu)
     assert not _fused_alone_is_faster(models, specs, cpu)
     assert not _fused_alone_is_faster(models[:2], specs[:2], torch.device("meta"))
+
+
+@pytest.mark.parametrize("kw, folds", [({}, True), ({"dampening": 0.5}, False), ({"nesterov": True}, False),
+                                       ({"maximize": True}, False)])
+def test_only_plain_momentum_is_folded_and_every_variant_matches_autograd(kw, folds):
+    """The GEMM fold computes buf = m·buf + g; an SGD with dampening (buf = m·buf + (1-d)·g),
+    Nesterov or maximize must step on .grad instead, and give autograd's numbers either way."""
+    from wiringlab.engine.fused_mlp import FusedMLPStep
+
+    data = _data64(128)
+    fused_model, reference = _model64(), _model64()
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, **kw) for m in (fused_model, reference)]
+    step = FusedMLPStep(fused_mlp_layers(fused_model), optimizers[0], CallbackList([]))
+    for batch in range(2):
+        x, y = data.x_train[batch * 64:(batch + 1) * 64], data.y_train[batch * 64:(batch + 1) * 64]
+        step(x, y)
+        optimizers[1].zero_grad()
+        nn.functional.cross_entropy(reference(x), y).backward()
+        optimizers[1].step()
+    assert step.modes == {FusedMLPStep.FOLDED if folds else FusedMLPStep.ON_GRAD}
+    for a, b in zip(fused_model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -175,3 +175,15 @@ def test_sharpen_follows_its_shape_between_the_endpoints():
 def test_geometric_interpolation_refuses_a_non_positive_endpoint(start, end):
     with pytest.raises(ValueError, match="positive endpoints"):
         interpolate(start, end, 0.5, "geometric")
+
+
+def test_input_positions_of_signals_and_non_square_images():
+    """A signal is one row (1 x L), channels share their pixel's place, and an H x W image is
+    row-major (rows down, columns across; scaled by the longer side), so a 2 x 3 image is not
+    read transposed."""
+    assert input_positions((3,)).tolist() == [[0.0, 0.0], [0.0, 0.5], [0.0, 1.0]]
+    assert input_positions((2, 3)).tolist() == [[0.0, 0.0], [0.0, 0.5], [0.0, 1.0]] * 2
+    image = input_positions((1, 2, 3))
+    assert image[3].tolist() == [0.5, 0.0] and image[2].tolist() == [0.0, 1.0]  # row 1 col 0; row 0 col 2
+    distance = layer_distance(1, 6, "grid", in_shape=(1, 2, 3), normalize=False)  # one output at (0, 0)
+    assert distance[0].tolist() == pytest.approx([0.0, 0.5, 1.0, 0.5, math.sqrt(0.5), math.sqrt(1.25)])

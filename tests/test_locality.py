@@ -166,3 +166,20 @@ def test_float64_locality_layer_has_a_float64_accurate_prior():
     layer = LocalityLinear(7, 10, rescale="row", dtype=torch.float64)
     assert torch.equal(layer.kernel, locality_prior(10, 7, rescale="row", dtype=torch.float64))
     assert torch.allclose(layer.kernel.sum(1), torch.full((10,), 7.0, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_a_row_of_zeros_cannot_be_rescaled():
+    """The farthest output of a one-input layer sees its input at d_max (P = 0): rescaling that
+    row would divide by 0 and put NaNs into the layer, so it is refused."""
+    from wiringlab.locality import rescale_rows
+
+    with pytest.raises(ValueError, match="sums to 0"):
+        locality_prior(2, 1, rescale="row")
+    with pytest.raises(ValueError, match="sums to 0"):
+        rescale_rows(torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
+
+
+@pytest.mark.parametrize("metric, value", [("l1", 1 - 1.5 / 2), ("euclidean", 1 - math.sqrt(1.25) / math.sqrt(2))])
+def test_the_metric_reaches_the_prior(metric, value):
+    """Output 0 at (0, 0), input 5 of a 3 x 3 grid at (0.5, 1); d_max is the far corner (1, 1)."""
+    assert locality_prior(9, 9, metric=metric)[0, 5].item() == pytest.approx(value)

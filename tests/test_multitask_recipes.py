@@ -60,4 +60,9 @@ def test_offline_recipe_runs_one_epoch_on_its_real_datasets(tmp_path):
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/summary.json")]
     assert len(summaries) == 3 and all(s["status"] == "completed" for s in summaries)
     assert all(0 <= s["final"][f"test_acc/{task}"] <= 1 for s in summaries for task in ("fashion", "mnist1d"))
-    assert "## Multi-task: accuracy per task" in (tmp_path / "table.md").read_text()
+    table = (tmp_path / "table.md").read_text()
+    assert "## Multi-task: accuracy per task" in table and "`train_loss` is the training objective" in table
+    (run,) = [s for s in summaries if s["label"] == 'condition="no_spatial"']
+    final = run["final"]  # what that sentence says of the two losses
+    assert final["train_loss"] == pytest.approx(final["train_loss/fashion"] + final["train_loss/mnist1d"])
+    assert final["test_loss"] == pytest.approx((final["test_loss/fashion"] + final["test_loss/mnist1d"]) / 2)

@@ -199,3 +199,21 @@ def test_csr_runs_equal_masked_dense_runs_and_their_report_analyses_them(tmp_pat
     build_report(tmp_path / "csr")  # similarity and permutation analyses of the CSR runs
     rows = (tmp_path / "csr" / "similarity.csv").read_text().splitlines()
     assert len(rows) >= 2
+
+
+def test_gradient_regrowth_captures_the_last_batch_of_each_evolving_epoch():
+    """RigL's dense gradient comes from the epoch's last step (the weights it evolves), and only in
+    epochs that evolve (interval 2 of 5 epochs: after epochs 2 and 4)."""
+    from types import SimpleNamespace
+
+    from wiringlab.layers import SparseLinear
+
+    callback = SETCallback([SparseLinear(6, 4, density=0.5)], SETConfig(regrow="gradient", interval=2))
+    captured = []
+    for step in range(5 * 3):  # 5 epochs of 3 steps
+        callback.on_step_start(SimpleNamespace(step=step, steps_per_epoch=3, epochs=5))
+        if callback._capture is not None:
+            captured.append(step)
+            callback.on_step_end(None)
+            callback._capture = None
+    assert captured == [5, 11]  # the third step of epochs 2 and 4

@@ -87,6 +87,14 @@ def test_a_differently_trained_seed_is_not_the_same_network(twins):
     assert float(row["aligned_cos"]) >= float(row["raw_cos"])  # alignment maximises the match
 
 
+def test_the_table_says_which_module_each_layer_is(twins):
+    first, runs, _ = twins
+    table = (runs[0].path.parent.parent / "table.md").read_text()
+    names = ", ".join(f"linear{i} = `{n}`" for i, n in enumerate(_layers(first)))
+    assert f"Layers: the model's linear layers in forward order ({names})" in table
+    assert "Convolutions" not in table
+
+
 def test_every_pair_and_layer_has_one_row(twins):
     _, _, rows = twins
     pairs = {frozenset((r["seed_a"], r["seed_b"])) for r in rows}

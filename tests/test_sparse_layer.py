@@ -182,3 +182,29 @@ def test_builds_on_meta_and_materialises_with_exact_density():
     layer = layer.to_empty(device="cpu")
     layer.reset_parameters(torch.Generator().manual_seed(0))
     assert int(layer.mask.sum()) == 300 and layer.weight[layer.mask == 0].eq(0).all()
+
+
+@pytest.mark.parametrize("scale", [1e-4, 10.0])
+def test_regrown_weights_follow_regrow_scale(scale):
+    layer = _layer(density=0.5)
+    before = layer.mask.bool().clone()
+    config = SETConfig(regrow_init="uniform", regrow_scale=scale)
+    evolve_layer_(layer, None, 0.3, config, torch.Generator().manual_seed(1))
+    grown = layer.weight.detach()[layer.mask.bool() & ~before].abs()
+    assert len(grown) > 0 and bool((grown <= scale).all()) and float(grown.max()) > scale / 2
+
+
+def test_a_just_pruned_position_may_be_regrown():
+    """RigL: regrowth draws from every position empty after pruning, the pruned ones included
+    (sparse.regrow's contract), so a pruned weight with the largest gradient comes straight back."""
+    layer = _layer(density=0.5)
+    mask = layer.mask.bool()
+    with torch.no_grad():
+        layer.weight[mask] = torch.linspace(1.0, 2.0, int(mask.sum()))
+        weakest = int(torch.nonzero(mask.view(-1))[0])
+        layer.weight.view(-1)[weakest] = 1e-3  # pruned first by magnitude
+    dense_grad = torch.zeros_like(layer.weight)
+    dense_grad.view(-1)[weakest] = 100.0  # and the largest |gradient| of all positions
+    evolve_layer_(layer, None, 0.3, SETConfig(prune="magnitude", regrow="gradient", regrow_init="zero"),
+                  torch.Generator().manual_seed(1), dense_grad=dense_grad)
+    assert bool(layer.mask.view(-1)[weakest]) and float(layer.weight.view(-1)[weakest]) == 0.0  # regrown at zero

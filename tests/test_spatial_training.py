@@ -205,3 +205,34 @@ def test_configs_that_differ_in_kernel_values_and_schedules_share_one_stack(tmp_
             assert a["final"][key] == pytest.approx(b["final"][key], abs=1e-4), key
     kernel_means = {round(s["final"]["kernel_mean"], 4) for s in stacked.summaries}
     assert len(kernel_means) == 3  # the members really had different kernels
+
+
+def test_decay_to_kernel_follows_a_scheduled_kernel():
+    """The penalty reads the layer's kernel when it is called, so under an anneal it pulls W
+    toward the kernel of the moment, not the one it was built with."""
+    from wiringlab.kernels import KernelSpec
+    from wiringlab.regularizers import decay_penalty
+    from wiringlab.schedules import Anneal
+
+    layer = SpatialLinear(6, 5, kernel=Anneal(KernelSpec("exponential", k=5.0), KernelSpec("none")))
+    penalty = decay_penalty(layer, 0.1)
+    at_start = penalty().item()
+    assert at_start == pytest.approx((0.1 * (layer.weight - layer.kernel).square().sum()).item())
+    layer.set_progress(1.0)  # the kernel is all ones now
+    assert torch.equal(layer.kernel, torch.ones(5, 6))
+    assert penalty().item() == pytest.approx((0.1 * (layer.weight - 1.0).square().sum()).item())
+    assert penalty().item() != pytest.approx(at_start)
+
+
+def test_decay_refuses_what_it_cannot_compute():
+    from torch import nn
+
+    from wiringlab.regularizers import decay_penalty
+
+    with pytest.raises(ValueError, match="does not match"):  # broadcasts to a larger shape: would count W twice
+        decay_to_target(torch.zeros(3, 4), torch.zeros(2, 3, 4), 1.0)
+    with pytest.raises(ValueError, match="needs a layer with a kernel"):  # at set-up, not at the first step
+        decay_penalty(nn.Linear(3, 2), 0.1)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        decay_to_target(torch.ones(2), None, -0.1)
+    assert float(decay_to_target(torch.ones(2, 2), None, 0.0)) == 0.0

@@ -112,14 +112,32 @@ def test_comparisons_against_scipy_and_holm(tables):
             assert c.test.difference == pytest.approx(np.mean(ours) - np.mean(base))
             assert (c.n, c.n_baseline, c.note) == (len(ours), 4, "")
             reference[(label, metric)] = ref.pvalue
-    # Holm runs over every testable row of the table (m = 4 here), untestable rows stay NaN
+    # Holm runs over each metric's testable rows (m = 2 per metric here), untestable rows stay NaN
     testable = [c for c in tables.comparisons if not c.note]
     assert len(testable) == 4
-    expected = _holm_reference([reference[(c.label, c.metric)] for c in testable])
-    assert [c.p_holm for c in testable] == pytest.approx(expected)
-    assert holm([reference[(c.label, c.metric)] for c in testable]) == pytest.approx(expected)
+    for metric in column:
+        family = [c for c in testable if c.metric == metric]
+        expected = _holm_reference([reference[(c.label, c.metric)] for c in family])
+        assert [c.p_holm for c in family] == pytest.approx(expected)
+        assert holm([reference[(c.label, c.metric)] for c in family]) == pytest.approx(expected)
     assert "n too small" in by_key[("lonely", "test_acc")].note and "1 vs 4" in by_key[("lonely", "test_acc")].note
     assert math.isnan(by_key[("lonely", "test_loss")].p_holm)
+
+
+def test_a_logged_diagnostic_does_not_change_the_correction_of_test_acc(tables):
+    """Each metric is its own Holm family; a run's own test statistics are not compared at all."""
+    from wiringlab.report.table import compute_tables
+
+    summaries = []
+    for label, runs in FIXED.items():
+        for seed, (a, loss) in enumerate(runs):
+            summary = _summary(label, seed, a, loss)
+            summary["final"].update(kernel_sparsity=a / 2 + 0.01 * seed, topology_p=0.5, topology_chi2=seed)
+            summaries.append(summary)
+    more = compute_tables({"name": "fixed", "baseline": "base"}, summaries)
+    assert more.compared_metrics == ["test_acc", "test_loss", "kernel_sparsity"]
+    holm_of = lambda t: {(c.label, c.metric): c.p_holm for c in t.comparisons if c.metric == "test_acc"}  # noqa: E731
+    assert holm_of(more) == pytest.approx(holm_of(tables), nan_ok=True)
 
 
 def test_markdown_renders_the_computed_structure(tables):
@@ -133,7 +151,8 @@ def test_markdown_renders_the_computed_structure(tables):
     assert "n too small to test (n = 1 vs 4" in text
 
 
-@pytest.mark.parametrize("p,text", [(0.5, "0.5000"), (0.00012, "0.0001"), (3e-7, "3.0e-07"), (float("nan"), "–")])
+@pytest.mark.parametrize("p,text", [(0.5, "0.5000"), (0.00012, "0.0001"), (3e-7, "3.0e-07"), (float("nan"), "–"),
+                                    (0.0, "< 1e-300")])
 def test_p_values_never_print_as_zero(p, text):
     from wiringlab.report.table import format_p
 

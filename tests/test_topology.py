@@ -109,3 +109,18 @@ def test_logger_tests_channel_summed_counts_against_every_possible_connection():
     counts = connections_per_input(layer.mask, (3, 8, 8))
     assert metrics["topology_p"] == uniformity_test(counts, fan_out=96)[1]
     assert metrics["topology_p"] != uniformity_test(counts, fan_out=32)[1]
+
+
+def test_a_centred_box_starts_at_the_floor_of_half_the_margin():
+    assert centred_box((5,), (2,)) == (slice(1, 3),)
+    assert centred_box((28, 28), (13, 13)) == (slice(7, 20),) * 2
+
+
+def test_uniformity_test_degrees_of_freedom_and_a_full_layer():
+    """Counts (1, 3): χ² = 1 on units - 1 = 1 degree of freedom (p = 0.3173, not 0.6065 on 2);
+    a layer with every connection present is exactly uniform."""
+    from scipy.stats import chi2
+
+    statistic, p = uniformity_test(torch.tensor([1.0, 3.0]))
+    assert statistic == pytest.approx(1.0) and p == pytest.approx(chi2.sf(1.0, 1)) and p == pytest.approx(0.3173, 1e-3)
+    assert uniformity_test(torch.full((4,), 10.0), fan_out=10) == (0.0, 1.0)

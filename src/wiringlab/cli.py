@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -72,10 +73,13 @@ def _cmd_run(args) -> int:
     out_dir = Path(args.out) if args.out else Path("runs") / recipe.name
     if args.dry_run:
         from .experiment.store import RunFolder
+        from .experiment.sweep import adoptable_runs
 
+        adoptable = adoptable_runs(specs, out_dir)
         for s in specs:
-            done = RunFolder(out_dir / "runs" / s.run_id).finished()
-            print(f"{'done ' if done else 'todo '} {s.run_id}  [{s.label}] seed={s.seed}")
+            done = s.run_id in adoptable or RunFolder(out_dir / "runs" / s.run_id).finished()
+            found = f"  (finished as {adoptable[s.run_id].name})" if s.run_id in adoptable else ""
+            print(f"{'done ' if done else 'todo '} {s.run_id}  [{s.label}] seed={s.seed}{found}")
         print(f"{len(specs)} runs -> {out_dir}")
         return 0
     result = run_sweep(recipe, specs, out_dir, executor=executor, workers=args.workers, overrides=overrides,
@@ -202,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError, FileNotFoundError, FolderBusyError, MissingExtraError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        resume = " (finished runs are kept: run the same command again to resume)" if args.command == "run" else ""
+        print(f"\ninterrupted{resume}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `wiringlab run ... --dry-run | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141
 
 
 if __name__ == "__main__":

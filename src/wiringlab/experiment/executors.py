@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -97,6 +98,10 @@ def _pool_init() -> None:
     import torch
 
     torch.set_num_threads(1)
+    # Ctrl-C reaches every process of the terminal: a worker leaves at once and quietly (its
+    # run has no summary, so the next invocation trains it), the parent reports the interrupt
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a sweep started with SIGINT ignored keeps that
+        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))
 
 
 class PoolExecutor:
@@ -121,14 +126,23 @@ class PoolExecutor:
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init) as pool:
             futures = {pool.submit(run_group_json, [spec_to_json(s) for s in g], str(out_dir)):
                        (g, time.perf_counter()) for g in groups}
+            yield from self._collect(pool, futures, out_dir)
+
+    @staticmethod
+    def _collect(pool, futures: dict, out_dir: Path) -> Iterator[list[dict]]:
+        try:
             for future in as_completed(futures):
                 group, start = futures[future]
                 try:
-                    yield future.result()
+                    result = future.result()
                 except Exception as err:  # a worker died: record it, the sweep goes on
                     log.error("runs %s: worker failed: %s", [s.run_id for s in group], err)
-                    yield [_record_failure(s, out_dir, f"{type(err).__name__}: {err}", time.perf_counter() - start)
-                           for s in group]
+                    result = [_record_failure(s, out_dir, f"{type(err).__name__}: {err}", time.perf_counter() - start)
+                              for s in group]
+                yield result
+        except BaseException:  # Ctrl-C: groups not started yet are dropped, not run before exiting
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _import_ray():

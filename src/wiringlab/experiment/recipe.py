@@ -388,5 +388,9 @@ def load_recipe(path: str | Path) -> Recipe:
         recipe = Recipe.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, Recipe, str(path))) from None
-    effective_baseline(recipe, str(path))  # a baseline that names no config is an error now, not a missing section
+    try:  # a baseline that names no config is an error now, not a missing section of the report
+        effective_baseline(recipe, str(path))
+    except ConfigError:
+        expand(recipe, str(path))  # an invalid config (a mistyped grid key) is the cause to name first
+        raise
     return recipe

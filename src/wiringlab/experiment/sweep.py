@@ -17,13 +17,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .errors import FolderBusyError
+from .errors import ConfigError, FolderBusyError
 from .executors import make_executor
 from .folder_lock import LOCK_NAME, folder_lock
 from .grouping import group_runs, spread_groups
 from .preflight import check_datasets, check_pending
 from .recipe import Recipe, RunSpec, effective_baseline
-from .store import RunFolder, write_json
+from .store import RunFolder, read_json, write_json
 
 __all__ = ["SweepResult", "run_sweep", "check_datasets"]
 
@@ -89,10 +89,59 @@ def _remove_if_only_lock(out_dir: Path) -> None:
         out_dir.rmdir()
 
 
+def _check_same_recipe(recipe: Recipe, out_dir: Path) -> None:
+    """A folder holds one recipe's results: another recipe run there would replace its
+    recipe.json and with it the report (its figures and analysis files)."""
+    path = out_dir / "recipe.json"
+    try:
+        name = read_json(path).get("name") if path.exists() else None
+    except (OSError, ValueError):
+        return  # damaged: the run rewrites it, as a rerun of the same recipe would
+    if name is not None and name != recipe.name:
+        raise ConfigError(f"{out_dir} holds the results of recipe {name!r} (recipe.json); running recipe "
+                          f"{recipe.name!r} there would replace its report: choose another --out, or move that "
+                          "folder away first")
+
+
+def _suffix(run_id: str) -> str:
+    """`s<seed>-<hash of the validated config>`: what a run id says about what was trained."""
+    return "-".join(run_id.rsplit("-", 2)[-2:])
+
+
+def adoptable_runs(specs: list[RunSpec], out_dir: Path) -> dict[str, Path]:
+    """Finished run folders that trained a spec's config and seed under another label (`1e-3`
+    written as `0.001`, an axis collapsed by --set): {spec's run id: that folder}. A spec
+    whose own folder exists is left out."""
+    runs = out_dir / "runs"
+    wanted = {_suffix(s.run_id): s.run_id for s in specs if not (runs / s.run_id).exists()}
+    if not wanted or not runs.is_dir():
+        return {}
+    found = {}
+    for folder in sorted(p for p in runs.iterdir() if p.is_dir()):
+        run_id = wanted.get(_suffix(folder.name))
+        if run_id is not None and run_id not in found and RunFolder(folder).finished():
+            found[run_id] = folder
+    return found
+
+
+def adopt_runs(found: dict[str, Path], specs: list[RunSpec]) -> None:
+    """Rename each folder of `adoptable_runs` to its spec's run id and give its summary.json
+    the spec's label and axes, so the run is skipped instead of trained again."""
+    by_id = {s.run_id: s for s in specs}
+    for run_id, folder in found.items():
+        spec, summary = by_id[run_id], RunFolder(folder).read_summary()
+        folder.rename(folder.parent / run_id)
+        RunFolder(folder.parent / run_id).write_summary({**summary, "run_id": run_id, "label": spec.label,
+                                                         "axes": spec.axes})
+        log.info("run %s trained the config and seed of %s: renamed, not trained again", folder.name, run_id)
+
+
 def _locked_sweep(recipe, specs, out_dir: Path, workers, stack, executor, overrides) -> SweepResult:
     with folder_lock(out_dir):
+        _check_same_recipe(recipe, out_dir)
+        adoptable = adoptable_runs(specs, out_dir)
         folders = {s.run_id: RunFolder(out_dir / "runs" / s.run_id) for s in specs}
-        finished = {run_id: folder.finished() for run_id, folder in folders.items()}
+        finished = {run_id: run_id in adoptable or folder.finished() for run_id, folder in folders.items()}
         pending = [s for s in specs if not finished[s.run_id]]
         skipped = [s.run_id for s in specs if finished[s.run_id]]
         if skipped:
@@ -100,6 +149,7 @@ def _locked_sweep(recipe, specs, out_dir: Path, workers, stack, executor, overri
         if pending:  # checked before recipe.json changes: a refused command leaves the folder as it was
             executor = executor or make_executor("auto", workers=workers)
             check_pending(pending, executor)
+        adopt_runs(adoptable, specs)  # after the checks: a refused command leaves the folder as it was
         write_json(out_dir / "recipe.json", {**recipe.model_dump(mode="json"),
                                              "baseline": effective_baseline(recipe, overrides=overrides),
                                              "overrides": {key: value for key, value in overrides},

@@ -8,6 +8,7 @@ before and after a change. The statistics are `report.stats.summarize`, as in ta
 from __future__ import annotations
 
 import difflib
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from .stats import Summary, summarize
 from .table import (STACK_SHARE_NOTE, STACK_SHARED_METRICS, group_by_label, metric_names, metric_values,
                     override_settings, stack_trained)
 
-__all__ = ["FolderResults", "load_folders", "check_metrics", "render_comparison", "write_comparison"]
+__all__ = ["FolderResults", "load_folders", "check_metrics", "render_comparison", "write_comparison",
+           "settings_as_run"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,43 @@ def check_metrics(folders: list[FolderResults], metrics: list[str]) -> None:
                              f"the folders have: {', '.join(known)}")
 
 
+def _flatten(tree, prefix: str = "") -> dict:
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree} if prefix else {}
+    flat = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def settings_as_run(recipe: dict) -> dict:
+    """A folder's recipe.json as dotted settings: the base with the command line's overrides
+    over it, the grid and zip axes, the seeds run."""
+    flat = _flatten(recipe.get("base") or {})
+    for key, value in (recipe.get("overrides") or {}).items():
+        flat = {k: v for k, v in flat.items() if k != key and not k.startswith(key + ".")}
+        flat.update(_flatten(value, key) if isinstance(value, dict) else {key: value})
+    flat.update({f"grid: {key}": values for key, values in (recipe.get("grid") or {}).items()})
+    flat.update({f"zip: {key}": values for key, values in (recipe.get("zip") or {}).items()})
+    flat["seeds"] = recipe.get("seeds_run", recipe.get("seeds"))
+    return flat
+
+
+def _differences(folders: list[FolderResults]) -> list[str]:
+    """A table of the settings that are not the same in every folder (or a line saying none are)."""
+    settings = [settings_as_run(f.recipe) for f in folders]
+    keys = list(OrderedDict.fromkeys(k for flat in settings for k in flat))
+    differing = [k for k in keys if len({json.dumps(flat.get(k, "–"), sort_keys=True) for flat in settings}) > 1]
+    if not differing:
+        return ["", "The folders ran the same settings (base, overrides, axes, seeds)."]
+    show = lambda v: "–" if v is None else f"`{json.dumps(v)}`".replace("|", "\\|")  # noqa: E731
+    lines = ["", "Settings that differ between the folders (base with overrides, axes, seeds; – where unset, "
+             "i.e. the default): rows of the table below that share a label were not trained alike.", "",
+             "| setting | " + " | ".join(f.name for f in folders) + " |", "|---|" + "---|" * len(folders)]
+    lines += [f"| {k} | " + " | ".join(show(flat.get(k)) for flat in settings) + " |" for k in differing]
+    return lines
+
+
 def render_comparison(folders: list[FolderResults], metrics: list[str] | None = None) -> str:
     """Markdown: one row per (config label, metric), one column per folder.
 
@@ -110,6 +149,7 @@ def render_comparison(folders: list[FolderResults], metrics: list[str] | None = 
         question = " ".join((f.recipe.get("question") or "–").split()).replace("|", "\\|")
         overrides = override_settings(f.recipe.get("overrides") or {}, code=True)
         out.append(f"| {f.name} | {f.recipe.get('name', '–')} | {question} | {overrides or '–'} | {f.runs} |")
+    out += _differences(folders)
     out += ["", "Final-epoch metrics: mean ± sample std (n completed seeds) per folder; – where a folder has "
             "no such config or metric.", "",
             "| config | metric | " + " | ".join(f.name for f in folders) + " |",

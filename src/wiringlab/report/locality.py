@@ -37,7 +37,7 @@ from ..experiment.execute import DatasetCache, build_run_model
 from ..experiment.store import RunFolder
 from ..models import prior_block
 from .locality_figures import plot_class_maps, plot_priors, plot_variance_bars
-from .table import group_by_label
+from .table import format_p, group_by_label
 
 __all__ = ["locality_section", "pair_runs", "network_activations", "MAX_TEST_IMAGES"]
 
@@ -147,13 +147,13 @@ def _pair_markdown(pair: Pair, treated: dict, control: dict) -> tuple[str, list]
         o = test.overall
         driver = "–" if test.driver is None else (
             f"{test.driver} (t={_fmt(test.per_class[test.driver].statistic)}, "
-            f"p={_fmt(test.per_class[test.driver].p)})")
-        lines.append(f"| {seed} | {_fmt(o.mean_a, 4)} | {_fmt(o.mean_b, 4)} | {_fmt(o.statistic)} | {_fmt(o.p)} "
+            f"p={format_p(test.per_class[test.driver].p)})")
+        lines.append(f"| {seed} | {_fmt(o.mean_a, 4)} | {_fmt(o.mean_b, 4)} | {_fmt(o.statistic)} | {format_p(o.p)} "
                      f"| {driver} |")
     across = welch_t_test([float(n["variance"].nanmean()) for n in treated.values()],
                           [float(n["variance"].nanmean()) for n in control.values()])
     lines.append(f"| across seeds (n={across.n_a} vs {across.n_b}) | {_fmt(across.mean_a, 4)} | "
-                 f"{_fmt(across.mean_b, 4)} | {_fmt(across.statistic)} | {_fmt(across.p)} | – |")
+                 f"{_fmt(across.mean_b, 4)} | {_fmt(across.statistic)} | {format_p(across.p)} | – |")
     centered = [float(torch.stack([n["class_variance"][1].nanmean() for n in nets.values()]).nanmean())
                 for nets in (treated, control)]
     lines.append(f"\nCentered class-mean map variance (mean over classes, then over networks): "

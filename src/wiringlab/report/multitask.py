@@ -116,7 +116,11 @@ def multitask_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tup
                  for label, runs in groups.items()}
     figures = {"multitask_accuracy": plot_learning_curves(histories, out_dir / "figures" / "multitask_accuracy.png",
                                                           keys=tuple(f"test_acc/{t}" for t in tasks))}
-    lines += ["", "Per-task test accuracy over epochs: `figures/multitask_accuracy.png`."]
+    lines += ["", "Per-task test accuracy over epochs: `figures/multitask_accuracy.png`.",
+              "", "In the results table of a multi-task run, `train_loss` is the training objective, "
+              "Σ loss_weight · cross-entropy over the tasks (it grows with the number of tasks), while "
+              "`test_loss` and `test_acc` are the plain means of the tasks' `test_loss/<task>` and "
+              "`test_acc/<task>`: compare each task's own columns, not `train_loss` with `test_loss`."]
     kernels = _kernel_figure(out_dir, groups)
     if kernels is not None:
         figures["multitask_kernels"] = kernels

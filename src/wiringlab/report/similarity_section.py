@@ -61,6 +61,8 @@ class _RunView:
     representations: list[torch.Tensor]
     sensitivity: list[PermutationSensitivity]
     n_samples: int
+    layer_names: list[str]  # module name of linear0, linear1, ... (`linear_layers` order)
+    has_conv: bool  # convolutions are neither compared nor aligned
 
 
 def _test_subset(config: RunConfig, cache: dict, samples: int):
@@ -85,8 +87,10 @@ def _view(run_dir: Path, summary: dict, cache: dict, samples: int) -> _RunView:
         generator = make_generator(config.seed, f"permutation-sensitivity/{index}")
         perm = torch.randperm(layer.weight.shape[0], generator=generator)
         sensitivity.append(permutation_sensitivity(model, x, y, index, perm))
+    names = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    has_conv = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
     return _RunView(summary, chain_weights(model), chain_unit_extras(model),
-                    hidden_representations(model, x), sensitivity, len(x))
+                    hidden_representations(model, x), sensitivity, len(x), names, has_conv)
 
 
 def _same_shapes(a: list, b: list) -> bool:
@@ -140,13 +144,24 @@ def _grouped(rows: list[dict], keys: tuple[str, str]) -> dict:
     return groups
 
 
-def _markdown(pair_rows: list[dict], run_rows: list[dict], samples: str) -> str:
+def _layer_note(views) -> str:
+    """Which module each `linearN` is (per architecture), and what is left out."""
+    kinds = list(dict.fromkeys((tuple(v.layer_names), v.has_conv) for v in views))
+    names = "; ".join(", ".join(f"linear{i} = `{n}`" for i, n in enumerate(layer_names)) for layer_names, _ in kinds)
+    note = f"Layers: the model's linear layers in forward order ({names}); `all` pools them."
+    if any(conv for _, conv in kinds):
+        note += (" Convolutions are neither compared nor aligned: their channels stay in place, so the first linear "
+                 "layer after them is aligned on its outputs only.")
+    return note
+
+
+def _markdown(pair_rows: list[dict], run_rows: list[dict], samples: str, layer_note: str) -> str:
     lines = ["", "## Similarity across seeds", "",
              "Raw: cosine of two runs' flattened effective weights. Aligned: the same after matching the "
              "second run's hidden units to the first's (Hungarian weight matching, layer by layer, "
              "propagated to the next layer's inputs). CKA: linear CKA of the layer's units (post-activation) "
              f"on the first {samples} test samples. Mean ± sample std over pairs of runs (n pairs); "
-             "every pair in `similarity.csv`.", "",
+             f"every pair in `similarity.csv`. {layer_note}", "",
              "| config | layer | n pairs | raw cosine | aligned cosine | linear CKA |", "|---|---|---|---|---|---|"]
     for (group, layer), rows in _grouped(pair_rows, ("group", "layer")).items():
         cells = [summarize([r[k] for r in rows]).format() for k in ("raw_cos", "aligned_cos", "cka")]
@@ -192,4 +207,4 @@ def similarity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tu
     write_csv(paths["similarity_csv"], pair_rows, _PAIR_COLUMNS)
     write_csv(paths["permutation_sensitivity_csv"], run_rows, _RUN_COLUMNS)
     samples = "/".join(str(n) for n in sorted({v.n_samples for v in views.values()}))
-    return _markdown(pair_rows, run_rows, samples), paths
+    return _markdown(pair_rows, run_rows, samples, _layer_note(views.values())), paths

@@ -23,7 +23,8 @@ __all__ = ["group_by_label", "completed_runs", "status_note", "stack_trained", "
            "PRIMARY_METRICS", "STACK_SHARED_METRICS", "STACK_SHARE_NOTE"]
 
 PRIMARY_METRICS = ["test_acc", "test_loss", "train_acc", "train_loss", "best_test_acc", "wall_time_s"]
-COMPARED_PRIMARY = ["test_acc", "test_loss"]  # plus every extra metric an analysis adds
+COMPARED_PRIMARY = ["test_acc", "test_loss"]  # plus every extra metric an analysis adds, except:
+NOT_COMPARED = {"topology_p", "topology_chi2"}  # a run's own test of its topology: a statistic, not an outcome
 # A stack's members each record the stack's wall time / members (experiment/grouping.py):
 # equal by construction, so their spread measures nothing.
 STACK_SHARED_METRICS = ("wall_time_s",)
@@ -95,8 +96,11 @@ def format_number(x: float | None, digits: int = 4) -> str:
 
 
 def format_p(p: float | None) -> str:
-    """A p-value: 4 decimals, or scientific below 1e-4 (never a misleading 0.0000)."""
-    if p is not None and math.isfinite(p) and 0 <= p < 1e-4:
+    """A p-value: 4 decimals, or scientific below 1e-4 (never a misleading 0.0000; a p that
+    underflowed to 0 is "< 1e-300")."""
+    if p == 0:
+        return "< 1e-300"
+    if p is not None and math.isfinite(p) and 0 < p < 1e-4:
         return f"{p:.1e}"
     return format_number(p)
 
@@ -173,9 +177,12 @@ def _comparisons(groups, baseline: str, metrics: list[str]) -> list[ComparisonRo
         for m in metrics:
             a, b = metric_values(runs, m), metric_values(groups[baseline], m)
             raw.append((label, m, summarize(a).n, summarize(b).n, welch_test(a, b)))
-    adjusted = holm([test.p for *_, test in raw])
-    return [ComparisonRow(label, m, n, nb, test, p_holm, _untestable_note(test, n, nb))
-            for (label, m, n, nb, test), p_holm in zip(raw, adjusted)]
+    adjusted = {}  # one family per metric: test_acc's correction does not grow with the diagnostics logged
+    for m in metrics:
+        family = [i for i, row in enumerate(raw) if row[1] == m]
+        adjusted.update(zip(family, holm([raw[i][4].p for i in family])))
+    return [ComparisonRow(label, m, n, nb, test, adjusted[i], _untestable_note(test, n, nb))
+            for i, (label, m, n, nb, test) in enumerate(raw)]
 
 
 def _device_type(run: dict) -> str:
@@ -217,7 +224,7 @@ def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTabl
                       status_note(runs), stack_trained(runs))
             for label, runs in groups.items()]
     notes = [*notes, *[STACK_SHARE_NOTE] * any(row.stacked for row in rows)]
-    compared = COMPARED_PRIMARY + [m for m in metrics if m not in PRIMARY_METRICS]
+    compared = COMPARED_PRIMARY + [m for m in metrics if m not in PRIMARY_METRICS and m not in NOT_COMPARED]
     comparisons = _comparisons(groups, baseline, compared) if baseline in groups and len(groups) > 1 else []
     return ResultsTables(recipe.get("name", "results"), (recipe.get("question") or "").strip(),
                          baseline if baseline in groups else None, metrics, rows, compared, comparisons,
@@ -232,7 +239,8 @@ def override_settings(overrides: dict, code: bool = False) -> str:
 
 RESULTS_CAPTION = ("Final-epoch metrics per config: mean ± sample std [95% t-interval] over the completed "
                    "seeds (n). Diverged or failed runs are counted apart, never averaged in.")
-COMPARISON_CAPTION = "Difference of means, Welch's t-test over seeds, p-values Holm-corrected across all rows."
+COMPARISON_CAPTION = ("Difference of means, Welch's t-test over seeds, p-values Holm-corrected over the configs "
+                      "compared on each metric (one family per metric).")
 
 
 def render_markdown(tables: ResultsTables) -> str:

@@ -119,6 +119,11 @@ def test_settings_as_run_put_overrides_over_the_base():
 
     same = _differences([Folder("a", recipe), Folder("b", recipe)])
     assert same[-1] == "The folders ran the same settings (base, overrides, axes, seeds)."
+    spelled = {**recipe, "grid": {"model.hidden": [[8], [16]]}, "base": {**recipe["base"], "x": "1e-3"}}
+    assert _differences([Folder("a", {**recipe, "base": {**recipe["base"], "x": 0.001}}), Folder("b", spelled)])[-1] \
+        == "The folders ran the same settings (base, overrides, axes, seeds)."  # 1e-3 as YAML reads it is 0.001
+    seeds = _differences([Folder("a", recipe), Folder("b", {**recipe, "seeds_run": [2]})])
+    assert "Only the seeds differ" in seeds[1] and "| seeds | `[0, 1]` | `[2]` |" in seeds
     other = {**recipe, "overrides": {}}
     lines = _differences([Folder("a", recipe), Folder("b", other)])
     assert "| train.epochs | `1` | `4` |" in lines and "| train.optimizer.lr | – | `0.1` |" in lines

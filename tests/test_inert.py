@@ -39,7 +39,7 @@ CASES = [
     ({"model.layer": _SPATIAL}, "model.layer.decay_target", "zero"),
     ({"model.layer": {**_SPATIAL, "schedule": {"kind": "static"}}}, "model.layer.schedule.every", "epoch"),
     ({"model.layer": _SPARSE}, "model.layer.epsilon", 3.0),
-    ({"model.layer": _SPARSE}, "model.layer.csr_kernel", "numba"),
+    ({"model.layer": {**_SPARSE, "density": 0.05}}, "model.layer.csr_kernel", "numba"),  # 95%: CSR at 0.9
     ({"model.layer": {"type": "linear"}}, "model.layer_at", "first"),
     ({"model.layer": _SPATIAL, "model.layer_at": "none"}, "model.layer", {**_SPATIAL, "k": 9.0}),
     (_SET, "evolution.distance", {"k": 9.0}),
@@ -47,7 +47,6 @@ CASES = [
     ({**_SET, "evolution.zeta": 0.0}, "evolution.zeta_schedule", "cosine"),
     ({**_SET, "evolution.regrow": "distance"}, "evolution.distance.sigma", 0.05),
     ({"model.layer": _SPARSE, "train.epochs": 3}, "evolution", {"interval": 3}),
-    ({}, "snapshots", {"epochs": [3, 4]}),
 ]
 
 
@@ -92,6 +91,15 @@ def test_a_setting_that_matters_is_not_reported_and_changes_the_run(settings, ke
     assert any(not torch.equal(a[name], b[name]) for name in a)
 
 
+def test_snapshots_after_the_last_epoch_write_nothing(tmp_path):
+    config = _config({}, "snapshots", {"epochs": [3, 4]})  # 2 epochs
+    assert "snapshots" in inert_settings(config)
+    data = to_device_data(DatasetCache().get(config.data), config.data, torch.device("cpu"))
+    model = build_run_model(config, data.input_shape, data.num_classes, torch.device("cpu"))
+    train(model, data, config.train, seed=0, callbacks=build_callbacks(config, model), run_dir=tmp_path)
+    assert not list(tmp_path.rglob("*.safetensors"))
+
+
 def test_defaults_are_never_reported():
     assert inert_settings(RunConfig.model_validate({"train": {"optimizer": {"name": "adam"}}})) == {}
 
@@ -101,10 +109,31 @@ def _recipe(**parts) -> Recipe:
     return Recipe(**{"name": "t", "base": base, "seeds": [0], **parts})
 
 
-def test_a_grid_axis_inert_in_every_config_is_an_error():
-    with pytest.raises(ConfigError, match=r"r\.yaml: grid axis model\.layer\.k changes nothing: k shapes only the "
-                                          r"exponential kernel"):
+def test_configs_that_differ_only_in_inert_keys_are_an_error_however_spelled():
+    """A grid of k under a gaussian kernel, or of whole layer mappings differing only in k:
+    the same run under several ids."""
+    with pytest.raises(ConfigError, match=r"r\.yaml: configs k=3 and k=5 train the same run: they differ only in "
+                                          r"settings that change nothing here \(model\.layer\.k: k shapes only"):
         expand(_recipe(grid={"model.layer.k": [3.0, 5.0]}), "r.yaml")
+    layers = [{**_SPATIAL, "kernel": "gaussian", "k": k} for k in (3.0, 5.0)]
+    with pytest.raises(ConfigError, match=r"train the same run: .*\(model\.layer\.k: k shapes only"):
+        expand(_recipe(grid={"model.layer": layers}), "r.yaml")
+
+
+def test_an_override_that_makes_configs_alike_is_a_warning(caplog):
+    """`--epochs 1` on a SET recipe with a zeta axis: no evolution, so every zeta is one run;
+    a smoke test is not refused."""
+    recipe = Recipe(name="t", seeds=[0], grid={"evolution.zeta": [0.1, 0.3]},
+                    base={"data": _DATA, "model": {"hidden": [8], "layer": _SPARSE}, "evolution": {}})
+    with caplog.at_level(logging.WARNING):
+        assert len(expand(recipe, "r.yaml", overrides=[("train.epochs", 1)])) == 2
+    assert "configs zeta=0.1 and zeta=0.3 train the same run" in caplog.text and "each is trained" in caplog.text
+    assert len(expand(recipe, "r.yaml", overrides=[("train.epochs", 2)])) == 2  # evolves once: distinct runs
+
+
+def test_snapshots_listing_no_epoch_are_inert_not_a_crash():
+    config = _config({}, "snapshots", {"epochs": []})
+    assert "snapshots" in inert_settings(config)
 
 
 def test_a_base_setting_inert_in_every_config_is_a_warning(caplog):
@@ -116,11 +145,12 @@ def test_a_base_setting_inert_in_every_config_is_a_warning(caplog):
             in caplog.text)
 
 
-def test_a_setting_used_by_some_configs_is_not_reported(caplog):
+def test_a_setting_used_by_some_configs_is_not_reported_and_their_repeats_are_a_warning(caplog):
     recipe = _recipe(grid={"model.layer.kernel": ["gaussian", "exponential"], "model.layer.k": [3.0, 5.0]})
     with caplog.at_level(logging.WARNING):
         assert len(expand(recipe, "r.yaml")) == 4
     assert "no effect" not in caplog.text
+    assert 'configs kernel="gaussian" k=3 and kernel="gaussian" k=5 train the same run' in caplog.text
 
 
 def test_a_key_set_only_where_it_is_inert_is_reported(caplog):

@@ -187,3 +187,11 @@ def test_input_positions_of_signals_and_non_square_images():
     assert image[3].tolist() == [0.5, 0.0] and image[2].tolist() == [0.0, 1.0]  # row 1 col 0; row 0 col 2
     distance = layer_distance(1, 6, "grid", in_shape=(1, 2, 3), normalize=False)  # one output at (0, 0)
     assert distance[0].tolist() == pytest.approx([0.0, 0.5, 1.0, 0.5, math.sqrt(0.5), math.sqrt(1.25)])
+
+
+def test_pairwise_distance_of_integer_positions():
+    from wiringlab.geometry import pairwise_distance
+
+    a, b = torch.tensor([[0, 0], [1, 1]]), torch.tensor([[3, 4]])
+    assert pairwise_distance(a, b).flatten().tolist() == pytest.approx([5.0, math.sqrt(13)])
+    assert pairwise_distance(a, b, "l1").tolist() == [[7], [5]]

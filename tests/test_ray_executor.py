@@ -275,3 +275,32 @@ def test_head_node_joined_by_address(head_node, reference, tmp_path):
     assert code == 0
     assert not ray.is_initialized()  # the executor disconnected what it connected
     _assert_same_metrics(out, reference)
+
+
+def test_an_interrupted_ray_sweep_cancels_the_tasks_it_sent(monkeypatch, tmp_path):
+    """Ctrl-C while waiting: every task not yet collected is cancelled (force), so none goes on
+    writing runs after the sweep's lock is released. A fake `ray` module records the calls."""
+    from types import SimpleNamespace
+
+    from wiringlab.experiment import executors
+
+    cancelled, refs = [], iter(range(100))
+
+    class Remote:
+        def options(self, **kw):
+            return self
+
+        def remote(self, *args):
+            return next(refs)
+
+    def interrupted_wait(pending, num_returns):
+        raise KeyboardInterrupt
+
+    fake = SimpleNamespace(is_initialized=lambda: True, remote=lambda f: Remote(), cluster_resources=lambda: {},
+                           wait=interrupted_wait, cancel=lambda ref, force: cancelled.append((ref, force)))
+    monkeypatch.setattr(executors, "_import_ray", lambda: fake)
+    recipe = load_recipe(QUICKSTART)
+    groups = [[s] for s in expand(recipe, str(QUICKSTART), seeds=[0])]
+    with pytest.raises(KeyboardInterrupt):
+        list(RayExecutor("auto").map(groups, tmp_path))
+    assert cancelled == [(i, True) for i in range(len(groups))]

@@ -67,6 +67,33 @@ def test_another_recipe_into_the_folder_is_refused_and_changes_nothing(first_run
     path, out, before = first_run
     recipe_json = (out / "recipe.json").read_text()
     path.write_text(RECIPE.replace("WD", "0.002").replace("name: relabel", "name: other"))
+    assert main(["run", str(path), "--out", str(out), "--dry-run"]) == 2  # the dry run refuses it too
     assert main(["run", str(path), "--out", str(out)]) == 2
-    assert "holds the results of recipe 'relabel'" in capsys.readouterr().err
+    assert capsys.readouterr().err.count("holds the results of recipe 'relabel'") == 2
     assert (out / "recipe.json").read_text() == recipe_json and _summaries(out).keys() == before.keys()
+
+
+def test_an_adoption_interrupted_before_its_rename_is_finished_next_time(first_run, monkeypatch):
+    from pathlib import Path
+
+    from wiringlab.experiment import expand, load_recipe
+    from wiringlab.experiment.sweep import adoptable_runs, adopt_runs
+
+    path, out, _ = first_run
+    path.write_text(RECIPE.replace("WD", "0.001"))
+    specs = expand(load_recipe(path), str(path))
+    found = adoptable_runs(specs, out)
+    assert len(found) == 2
+
+    def interrupted(self, target):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "rename", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            adopt_runs(found, specs)
+    assert len(adoptable_runs(specs, out)) == 2  # still found by what it trained
+    adopt_runs(adoptable_runs(specs, out), specs)
+    relabelled = [s for s in _summaries(out).values() if s["label"] == "weight_decay=0.001"]
+    assert sorted(s["run_id"] for s in relabelled) == sorted(found)
+    assert all((out / "runs" / s["run_id"]).is_dir() for s in relabelled)

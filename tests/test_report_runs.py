@@ -98,10 +98,10 @@ def test_overfitting_view_averages_completed_runs_only(mixed_folder, monkeypatch
     (["a"], {"a": None, "x": "completed", "y": "diverged", "z": "failed", "w": None},
      ["1 of 1 run has not finished (not run yet, running, or interrupted): rerun the same command to finish it.",
       "2 finished runs in runs/ are not in this table: they belong to another invocation (other seeds or "
-      "overrides)."]),
+      "overrides, or an earlier version of the recipe)."]),
     (["a"], {"a": "failed", "x": "completed"},
      ["1 finished run in runs/ is not in this table: it belongs to another invocation (other seeds or "
-      "overrides)."]),
+      "overrides, or an earlier version of the recipe)."]),
 ])
 def test_coverage_notes(listed, on_disk, expected):
     from wiringlab.report.coverage import coverage_notes
@@ -138,6 +138,9 @@ def test_table_says_which_runs_it_leaves_out(tmp_path, capsys):
     note = "1 of 2 runs has not finished (not run yet, running, or interrupted): rerun the same command"
     assert f"**Note.** {note}" in table and note in page
     assert "4 finished runs in runs/ are not in this table" in page
+    labels = json.loads((out / "recipe.json").read_text())["run_labels"]
+    (row,) = [line for line in table.splitlines() if line.startswith(f"| {labels[0]} |")]  # its only run: n = 0
+    assert row.startswith(f"| {labels[0]} | 0 |") and row.endswith("| 1 not finished |")
     rows = _rows(out / "summary.csv")  # per run, as before: each stacked member's own share
     assert [r["run_id"] for r in rows] == run_ids[1:]
     summary = json.loads((out / "runs" / run_ids[1] / "summary.json").read_text())

@@ -73,8 +73,9 @@ def _cmd_run(args) -> int:
     out_dir = Path(args.out) if args.out else Path("runs") / recipe.name
     if args.dry_run:
         from .experiment.store import RunFolder
-        from .experiment.sweep import adoptable_runs
+        from .experiment.sweep import adoptable_runs, check_same_recipe
 
+        check_same_recipe(recipe, out_dir)  # what the run would refuse, the dry run refuses
         adoptable = adoptable_runs(specs, out_dir)
         for s in specs:
             done = s.run_id in adoptable or RunFolder(out_dir / "runs" / s.run_id).finished()

@@ -120,11 +120,13 @@ def pairwise_distance(a: torch.Tensor, b: torch.Tensor, metric: Metric = "euclid
         raise ValueError(f"positions of different dimension: {a.shape[-1]} and {b.shape[-1]}")
     if metric not in ("euclidean", "l1"):
         raise ValueError(f"unknown metric {metric!r}; allowed: euclidean, l1")
-    # in place after the first op: a 10k x 10k layer's differences are D x 800 MB in float64
     diff = (a[:, None, :] - b[None, :, :]).abs_()  # (n, m, D)
-    if metric == "euclidean":
-        return diff.square_().sum(-1).sqrt_()
-    return diff.sum(-1)
+    if metric == "l1":
+        return diff.sum(-1)
+    if not diff.is_floating_point():  # integer positions: sqrt promotes to float
+        return diff.square().sum(-1).sqrt()
+    # in place: a 10k x 10k layer's differences are D x 800 MB in float64
+    return diff.square_().sum(-1).sqrt_()
 
 
 def normalize_distance(distance: torch.Tensor) -> torch.Tensor:

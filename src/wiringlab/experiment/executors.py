@@ -229,17 +229,31 @@ class RayExecutor:
 
             for group in groups:
                 submit(group, 1)
-            while pending:
-                (ref,), _ = ray.wait(list(pending), num_returns=1)
-                group, attempt, start = pending.pop(ref)
-                done, retry = self._collect(ray, ref, group, attempt, out_dir, time.perf_counter() - start)
-                if retry:
-                    submit(retry, attempt + 1)
-                if done:
-                    yield done
+            try:
+                while pending:
+                    (ref,), _ = ray.wait(list(pending), num_returns=1)
+                    group, attempt, start = pending.pop(ref)
+                    done, retry = self._collect(ray, ref, group, attempt, out_dir, time.perf_counter() - start)
+                    if retry:
+                        submit(retry, attempt + 1)
+                    if done:
+                        yield done
+            except BaseException:  # Ctrl-C: the sweep's lock ends now, so no task may go on writing runs
+                self._cancel(ray, list(pending))
+                raise
         finally:
             if started:
                 ray.shutdown()
+
+    @staticmethod
+    def _cancel(ray, refs: list) -> None:
+        """Stop unfinished tasks (force: a running one's worker is killed; its runs have no
+        summary and are trained by the next invocation)."""
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception as err:  # already finished, or the cluster is gone: nothing to stop
+                log.debug("could not cancel a Ray task: %s", err)
 
     def _collect(self, ray, ref, group: Group, attempt: int, out_dir: Path, wall: float):
         """(summaries recorded now, runs to submit again) of a finished task."""

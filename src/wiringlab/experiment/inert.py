@@ -2,9 +2,10 @@
 
 What it does: `inert_settings(config)` walks a validated `RunConfig` and returns, for each field
 the recipe wrote (pydantic's `model_fields_set`, so defaults are never reported) whose value
-the run cannot see given its sibling settings, the dotted key and why. `expand` reports the
-keys that are inert in every config that sets them: a base key as a warning, a grid or zip
-axis as an error (its configs would be the same run trained several times under different ids).
+the run cannot see given its sibling settings, the dotted key and why. `expand` warns about
+the keys that are inert in every config that sets them, and about configs that differ only in
+inert keys (the same run trained under several ids); when every config repeats another (an
+axis that does nothing) in the recipe as written, that is an error.
 
 Why: pydantic's `extra="forbid"` rejects a misspelled key, but not a real key in the wrong
 place: `model.layer.sigma: 0.5` with `kernel: exponential`, `momentum` under Adam, `gamma` of a
@@ -21,6 +22,8 @@ Pitfalls:
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 from typing import Callable, Iterator
 
@@ -145,8 +148,8 @@ def _run(c: RunConfig) -> dict[str, str]:
     if c.evolution is not None and c.evolution.interval >= epochs:
         inert["evolution"] = (f"SET evolves after every evolution.interval = {c.evolution.interval} epochs but never "
                               f"after the last, so a run of {epochs} epoch(s) never evolves")
-    if c.snapshots is not None and c.snapshots.epochs != "all" and min(c.snapshots.epochs) > epochs:
-        inert["snapshots"] = f"every epoch in snapshots.epochs is after the last one ({epochs})"
+    if c.snapshots is not None and c.snapshots.epochs != "all" and all(e > epochs for e in c.snapshots.epochs):
+        inert["snapshots"] = f"snapshots.epochs lists no epoch up to the last one ({epochs})"
     return inert
 
 
@@ -224,29 +227,68 @@ def _is_set(config: BaseModel, key: str) -> bool:
     return True
 
 
-def check_inert_settings(specs, grid_keys, source: str) -> None:
-    """Report the keys that are inert in every config that sets them (see the module docstring).
+def _without(tree, keys):
+    """A copy of a dumped config without the dotted `keys` (list items by index)."""
+    tree = copy.deepcopy(tree)
+    for key in keys:
+        *path, last = key.split(".")
+        node = tree
+        for part in path:
+            node = node[int(part)] if isinstance(node, list) else node.get(part, {})
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return tree
+
+
+def _value(tree, key: str):
+    for part in key.split("."):
+        tree = tree[int(part)] if isinstance(tree, list) else (tree or {}).get(part)
+    return tree
+
+
+def _same_runs(configs: dict[str, BaseModel], inert: dict[str, dict[str, str]]) -> list[list[str]]:
+    """Groups of labels whose configs are equal once their inert keys (and the seed) are removed."""
+    groups: dict[str, list[str]] = {}
+    for label, config in configs.items():
+        tree = _without({k: v for k, v in config.model_dump(mode="json").items() if k != "seed"}, inert[label])
+        groups.setdefault(json.dumps(tree, sort_keys=True), []).append(label)
+    return [labels for labels in groups.values() if len(labels) > 1]
+
+
+def check_inert_settings(specs, source: str, overridden: bool = False) -> None:
+    """Report what changes nothing (see the module docstring): a key inert in every config that
+    sets it gets a warning; configs that differ only in inert keys train the same run under
+    several ids: an error when every config repeats another (an axis that does nothing), else
+    a warning (a grid of kernel x k repeats only the kernels k does not shape; command-line
+    overrides such as `--epochs 1` on a SET recipe: a smoke test is not refused).
 
     Args:
-        specs: the recipe's `RunSpec`s (one per run; configs are compared once per label).
-        grid_keys: the recipe's grid axes (a zip column is reported as a warning: its rows
-            differ in their other columns).
+        specs: the recipe's `RunSpec`s (configs are compared once per label).
         source: what to name in messages (the recipe file).
+        overridden: the specs were expanded with overrides (--set, --epochs).
 
     Raises:
-        ConfigError: a grid axis with two or more values is inert in every config: its values
-            would train the same run under different ids.
+        ConfigError: every config of the recipe as written repeats another but for inert keys.
     """
-    configs = [spec.config for spec in {spec.label: spec for spec in specs}.values()]
-    axis_values = {key: {repr(spec.axes.get(key)) for spec in specs} for key in grid_keys}
-    inert = [inert_settings(config) for config in configs]
-    reasons = {key: why for found in inert for key, why in found.items()}
-    everywhere = [key for key in reasons
-                  if all(key in found for config, found in zip(configs, inert) if _is_set(config, key))]
-    varied = [key for key in everywhere if len(axis_values.get(key, ())) > 1]
-    if varied:
-        raise ConfigError("; ".join(f"{source}: grid axis {key} changes nothing: {reasons[key]}, so its values "
-                                    "would train the same run several times; remove the axis or change what "
-                                    "it depends on" for key in varied))
-    for key in everywhere:
-        log.warning("%s: %s has no effect in any config that sets it: %s", source, key, reasons[key])
+    configs: dict[str, BaseModel] = {}
+    for spec in specs:
+        configs.setdefault(spec.label, spec.config)
+    inert = {label: inert_settings(config) for label, config in configs.items()}
+    reasons = {key: why for found in inert.values() for key, why in found.items()}
+    for key, why in reasons.items():
+        if all(key in inert[label] for label, config in configs.items() if _is_set(config, key)):
+            log.warning("%s: %s has no effect in any config that sets it: %s", source, key, why)
+    repeats = _same_runs(configs, inert)
+    # every config repeating another: an axis that does nothing (an error in the recipe as written);
+    # some (a grid of kernel x k, where k shapes only one kernel): a warning, each is trained
+    refuse = not overridden and sum(len(labels) for labels in repeats) == len(configs)
+    for labels in repeats:
+        dumps = [configs[label].model_dump(mode="json") for label in labels]
+        keys = sorted(key for key in {k for label in labels for k in inert[label]}
+                      if len({json.dumps(_value(d, key), sort_keys=True) for d in dumps}) > 1)
+        message = (f"{source}: configs {' and '.join(labels)} train the same run: they differ only in settings "
+                   f"that change nothing here ({'; '.join(f'{k}: {reasons[k]}' for k in keys)})")
+        if not refuse:
+            log.warning("%s; each is trained", message)
+        else:
+            raise ConfigError(f"{message}; remove the axis values that repeat a run, or change what they depend on")

@@ -315,7 +315,7 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
     if problems:
         raise ConfigError(_problem_report(source, problems, labels, [key for key, _ in overrides]))
     _check_distinct_configs(specs, source)
-    check_inert_settings(specs, recipe.grid, source)
+    check_inert_settings(specs, source, overridden=bool(overrides))
     return specs
 
 

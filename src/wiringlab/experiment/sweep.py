@@ -89,7 +89,7 @@ def _remove_if_only_lock(out_dir: Path) -> None:
         out_dir.rmdir()
 
 
-def _check_same_recipe(recipe: Recipe, out_dir: Path) -> None:
+def check_same_recipe(recipe: Recipe, out_dir: Path) -> None:
     """A folder holds one recipe's results: another recipe run there would replace its
     recipe.json and with it the report (its figures and analysis files)."""
     path = out_dir / "recipe.json"
@@ -130,15 +130,16 @@ def adopt_runs(found: dict[str, Path], specs: list[RunSpec]) -> None:
     by_id = {s.run_id: s for s in specs}
     for run_id, folder in found.items():
         spec, summary = by_id[run_id], RunFolder(folder).read_summary()
+        # relabel first, then rename: interrupted between the two, the folder is still found by
+        # its suffix next time (a renamed folder with the old label would never be adopted again)
+        RunFolder(folder).write_summary({**summary, "run_id": run_id, "label": spec.label, "axes": spec.axes})
         folder.rename(folder.parent / run_id)
-        RunFolder(folder.parent / run_id).write_summary({**summary, "run_id": run_id, "label": spec.label,
-                                                         "axes": spec.axes})
         log.info("run %s trained the config and seed of %s: renamed, not trained again", folder.name, run_id)
 
 
 def _locked_sweep(recipe, specs, out_dir: Path, workers, stack, executor, overrides) -> SweepResult:
     with folder_lock(out_dir):
-        _check_same_recipe(recipe, out_dir)
+        check_same_recipe(recipe, out_dir)
         adoptable = adoptable_runs(specs, out_dir)
         folders = {s.run_id: RunFolder(out_dir / "runs" / s.run_id) for s in specs}
         finished = {run_id: run_id in adoptable or folder.finished() for run_id, folder in folders.items()}
@@ -154,7 +155,8 @@ def _locked_sweep(recipe, specs, out_dir: Path, workers, stack, executor, overri
                                              "baseline": effective_baseline(recipe, overrides=overrides),
                                              "overrides": {key: value for key, value in overrides},
                                              "seeds_run": sorted({s.seed for s in specs}),
-                                             "run_ids": [s.run_id for s in specs]})
+                                             "run_ids": [s.run_id for s in specs],
+                                             "run_labels": [s.label for s in specs]})
         if pending:
             groups = spread_groups(group_runs(pending), workers) if stack else [[s] for s in pending]
             _run_pending(groups, out_dir, executor)

@@ -91,9 +91,19 @@ def check_metrics(folders: list[FolderResults], metrics: list[str]) -> None:
                              f"the folders have: {', '.join(known)}")
 
 
+def _as_number(value):
+    """A string YAML did not read as a number but pydantic will (`1e-3`), as that number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return [_as_number(v) for v in value] if isinstance(value, list) else value
+
+
 def _flatten(tree, prefix: str = "") -> dict:
     if not isinstance(tree, dict) or not tree:
-        return {prefix: tree} if prefix else {}
+        return {prefix: _as_number(tree)} if prefix else {}
     flat = {}
     for key, value in tree.items():
         flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
@@ -107,8 +117,8 @@ def settings_as_run(recipe: dict) -> dict:
     for key, value in (recipe.get("overrides") or {}).items():
         flat = {k: v for k, v in flat.items() if k != key and not k.startswith(key + ".")}
         flat.update(_flatten(value, key) if isinstance(value, dict) else {key: value})
-    flat.update({f"grid: {key}": values for key, values in (recipe.get("grid") or {}).items()})
-    flat.update({f"zip: {key}": values for key, values in (recipe.get("zip") or {}).items()})
+    flat.update({f"grid: {key}": _as_number(values) for key, values in (recipe.get("grid") or {}).items()})
+    flat.update({f"zip: {key}": _as_number(values) for key, values in (recipe.get("zip") or {}).items()})
     flat["seeds"] = recipe.get("seeds_run", recipe.get("seeds"))
     return flat
 
@@ -121,8 +131,11 @@ def _differences(folders: list[FolderResults]) -> list[str]:
     if not differing:
         return ["", "The folders ran the same settings (base, overrides, axes, seeds)."]
     show = lambda v: "–" if v is None else f"`{json.dumps(v)}`".replace("|", "\\|")  # noqa: E731
+    trained = [k for k in differing if k != "seeds"]
+    consequence = (" Rows of the table below that share a label were not trained alike." if trained else
+                   " Only the seeds differ: rows that share a label trained alike, on other seeds.")
     lines = ["", "Settings that differ between the folders (base with overrides, axes, seeds; – where unset, "
-             "i.e. the default): rows of the table below that share a label were not trained alike.", "",
+             "i.e. the default)." + consequence, "",
              "| setting | " + " | ".join(f.name for f in folders) + " |", "|---|" + "---|" * len(folders)]
     lines += [f"| {k} | " + " | ".join(show(flat.get(k)) for flat in settings) + " |" for k in differing]
     return lines

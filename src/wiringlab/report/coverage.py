@@ -57,5 +57,5 @@ def coverage_notes(listed: list[str], on_disk: dict[str, str | None]) -> list[st
     if others:
         notes.append(f"{others} finished {_pick(others, 'run in runs/ is', 'runs in runs/ are')} not in this "
                      f"table: {_pick(others, 'it belongs', 'they belong')} to another invocation "
-                     "(other seeds or overrides).")
+                     "(other seeds or overrides, or an earlier version of the recipe).")
     return notes

@@ -205,6 +205,16 @@ def mixed_device_warnings(groups) -> list[str]:
     return out
 
 
+def _unfinished_by_label(recipe: dict, summaries: list[dict]) -> dict[str, str]:
+    """{label: "k not finished"} for the invocation's runs without a summary (interrupted, or
+    still running), from recipe.json's `run_ids` and `run_labels` (folders written before
+    `run_labels` existed give {})."""
+    have = {s["run_id"] for s in summaries}
+    counts = Counter(label for run_id, label in zip(recipe.get("run_ids") or [], recipe.get("run_labels") or [])
+                     if run_id not in have)
+    return {label: f"{n} not finished" for label, n in counts.items()}
+
+
 def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTables:
     """Every statistic of table.md and report.html, computed once.
 
@@ -220,9 +230,11 @@ def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTabl
     groups = group_by_label(summaries)
     metrics = metric_names(summaries)
     baseline = recipe.get("baseline") or next(iter(groups), None)
+    unfinished = _unfinished_by_label(recipe, summaries)
     rows = [ConfigRow(label, len(completed_runs(runs)), {m: summarize(metric_values(runs, m)) for m in metrics},
-                      status_note(runs), stack_trained(runs))
+                      ", ".join(filter(None, [status_note(runs), unfinished.pop(label, "")])), stack_trained(runs))
             for label, runs in groups.items()]
+    rows += [ConfigRow(label, 0, {m: summarize([]) for m in metrics}, note) for label, note in unfinished.items()]
     notes = [*notes, *[STACK_SHARE_NOTE] * any(row.stacked for row in rows)]
     compared = COMPARED_PRIMARY + [m for m in metrics if m not in PRIMARY_METRICS and m not in NOT_COMPARED]
     comparisons = _comparisons(groups, baseline, compared) if baseline in groups and len(groups) > 1 else []

@@ -188,3 +188,13 @@ def test_epochs_to_threshold_takes_levels_or_fractions_not_both():
         AnalysisConfig.model_validate({"epochs_to_threshold": {"levels": [0.5], "fractions": [0.9]}})
     with pytest.raises(ValueError, match="less than or equal to 1"):
         AnalysisConfig.model_validate({"epochs_to_threshold": {"levels": [97]}})
+
+
+def test_levels_survive_the_recipe_json_of_a_sweep(tmp_path):
+    """recipe.json stores `analysis` with its defaults filled in; the report validates it again."""
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE.replace("train: {epochs: 1,", "train: {epochs: 2,")
+                      + "analysis: {epochs_to_threshold: {levels: [0.2, 0.3]}}\n")
+    assert main(["run", str(recipe), "--out", str(tmp_path / "out")]) == 0
+    assert "| config | n | ≥ 0.2000 | ≥ 0.3000 |" in (tmp_path / "out" / "table.md").read_text()
+    assert main(["report", str(tmp_path / "out")]) == 0

@@ -376,18 +376,21 @@ class SimilarityAnalysisConfig(StrictModel):
 
 
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+DEFAULT_THRESHOLD_FRACTIONS = (0.90, 0.95, 0.99)  # of the best config's mean final test accuracy
 
 
 class EpochsToThresholdConfig(StrictModel):
     """The first epoch each config's test accuracy reaches given levels (report section)."""
 
-    # levels as fractions of the best config's mean final test accuracy (suit any dataset)
-    fractions: list[Fraction] = Field(default_factory=lambda: [0.90, 0.95, 0.99], min_length=1)
+    # levels as fractions of the best config's mean final test accuracy (suit any dataset);
+    # None: DEFAULT_THRESHOLD_FRACTIONS unless `levels` is given (None, not the list, so that the
+    # recipe.json dump of a recipe with levels validates again)
+    fractions: list[Fraction] | None = Field(default=None, min_length=1)
     levels: list[Fraction] | None = Field(default=None, min_length=1)  # test accuracies; replace fractions
 
     @model_validator(mode="after")
     def _one_kind(self):
-        if self.levels is not None and "fractions" in self.model_fields_set:
+        if self.levels is not None and self.fractions is not None:
             raise ValueError("give levels (test accuracies) or fractions (of the best config's final accuracy), "
                              "not both")
         return self

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..analysis.sparsity import epochs_to_threshold
 from ..engine.spatial import KERNEL_SNAPSHOTS
-from ..experiment.config import AnalysisConfig
+from ..experiment.config import DEFAULT_THRESHOLD_FRACTIONS, AnalysisConfig
 from ..experiment.store import RunFolder
 from .figures import plot_learning_curves, save_figure
 from .run_files import read_run_metrics
@@ -118,10 +118,11 @@ def _levels(recipe: dict, best: float) -> tuple[list[float], list[str], str]:
     config = AnalysisConfig.model_validate(recipe.get("analysis") or {}).epochs_to_threshold
     if config.levels is not None:
         return list(config.levels), [f"≥ {lv:.4f}" for lv in config.levels], "levels set by the recipe"
-    levels = [round(f * best, 4) for f in config.fractions]
-    fractions = ", ".join(f"{f:.0%}" for f in config.fractions)
-    return (levels, [f"≥ {lv:.4f} ({f:.0%})" for lv, f in zip(levels, config.fractions)],
-            f"levels are {fractions} of the best config's mean final test accuracy ({best:.4f})")
+    fractions = config.fractions or DEFAULT_THRESHOLD_FRACTIONS
+    levels = [round(f * best, 4) for f in fractions]
+    return (levels, [f"≥ {lv:.4f} ({f:.0%})" for lv, f in zip(levels, fractions)],
+            f"levels are {', '.join(f'{f:.0%}' for f in fractions)} of the best config's mean final test "
+            f"accuracy ({best:.4f})")
 
 
 def epochs_to_threshold_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[str, dict[str, Path]]:

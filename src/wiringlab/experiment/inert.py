@@ -227,30 +227,29 @@ def _is_set(config: BaseModel, key: str) -> bool:
     return True
 
 
-def _without(tree, keys):
-    """A copy of a dumped config without the dotted `keys` (list items by index)."""
-    tree = copy.deepcopy(tree)
-    for key in keys:
-        *path, last = key.split(".")
-        node = tree
-        for part in path:
-            node = node[int(part)] if isinstance(node, list) else node.get(part, {})
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return tree
-
-
 def _value(tree, key: str):
+    """The entry of a dumped config at dotted `key` (list items by index); None if absent."""
     for part in key.split("."):
         tree = tree[int(part)] if isinstance(tree, list) else (tree or {}).get(part)
     return tree
 
 
-def _same_runs(configs: dict[str, BaseModel], inert: dict[str, dict[str, str]]) -> list[list[str]]:
-    """Groups of labels whose configs are equal once their inert keys (and the seed) are removed."""
+def _without(tree: dict, keys) -> dict:
+    """A copy of a dumped config without the dotted `keys`."""
+    tree = copy.deepcopy(tree)
+    for key in keys:
+        parent, _, last = key.rpartition(".")
+        node = _value(tree, parent) if parent else tree
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return tree
+
+
+def _same_runs(dumps: dict[str, dict], inert: dict[str, dict[str, str]]) -> list[list[str]]:
+    """Groups of labels whose dumped configs are equal once their inert keys (and the seed) are removed."""
     groups: dict[str, list[str]] = {}
-    for label, config in configs.items():
-        tree = _without({k: v for k, v in config.model_dump(mode="json").items() if k != "seed"}, inert[label])
+    for label, dump in dumps.items():
+        tree = _without({k: v for k, v in dump.items() if k != "seed"}, inert[label])
         groups.setdefault(json.dumps(tree, sort_keys=True), []).append(label)
     return [labels for labels in groups.values() if len(labels) > 1]
 
@@ -278,14 +277,14 @@ def check_inert_settings(specs, source: str, overridden: bool = False) -> None:
     for key, why in reasons.items():
         if all(key in inert[label] for label, config in configs.items() if _is_set(config, key)):
             log.warning("%s: %s has no effect in any config that sets it: %s", source, key, why)
-    repeats = _same_runs(configs, inert)
+    dumps = {label: config.model_dump(mode="json") for label, config in configs.items()}
+    repeats = _same_runs(dumps, inert)
     # every config repeating another: an axis that does nothing (an error in the recipe as written);
     # some (a grid of kernel x k, where k shapes only one kernel): a warning, each is trained
     refuse = not overridden and sum(len(labels) for labels in repeats) == len(configs)
     for labels in repeats:
-        dumps = [configs[label].model_dump(mode="json") for label in labels]
         keys = sorted(key for key in {k for label in labels for k in inert[label]}
-                      if len({json.dumps(_value(d, key), sort_keys=True) for d in dumps}) > 1)
+                      if len({json.dumps(_value(dumps[label], key), sort_keys=True) for label in labels}) > 1)
         message = (f"{source}: configs {' and '.join(labels)} train the same run: they differ only in settings "
                    f"that change nothing here ({'; '.join(f'{k}: {reasons[k]}' for k in keys)})")
         if not refuse:

@@ -51,7 +51,8 @@ def test_recipe_runs_one_epoch_and_reports_clustering(one_epoch):
     assert "## Locality prior: spatial clustering" in table and table.count("across seeds (n=2 vs 2)") == 3
     for p in ("0.5", "1.0", "2.0"):  # every treatment paired with the control
         assert f'### `layer={{"type":"locality","p":{p}}}` vs `layer={{"type":"linear"}}`' in table
-    assert "Convolutions are neither compared nor aligned" in table  # LeNet: the similarity section says so
+    assert "conv0 = `features.0`, conv1 = `features.4`, linear0 = " in table  # LeNet: channels are units too
+    assert "A convolution's units are its output channels" in table
     for name in ("locality_prior", "locality_variance", "locality_maps_0", "locality_maps_2"):
         assert (tmp_path / "figures" / f"{name}.png").is_file()
 

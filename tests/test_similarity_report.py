@@ -7,7 +7,11 @@ import csv
 import pytest
 import torch
 
+from wiringlab.analysis.permutation import chain_unit_extras, chain_weights
+from wiringlab.analysis.similarity import weight_similarity
 from wiringlab.cli import main
+from wiringlab.experiment.config import RunConfig
+from wiringlab.experiment.execute import build_run_model
 from wiringlab.experiment.store import RunFolder
 from wiringlab.report.build import build_report
 
@@ -91,11 +95,74 @@ def test_the_table_says_which_module_each_layer_is(twins):
     first, runs, _ = twins
     table = (runs[0].path.parent.parent / "table.md").read_text()
     names = ", ".join(f"linear{i} = `{n}`" for i, n in enumerate(_layers(first)))
-    assert f"Layers: the model's linear layers in forward order ({names})" in table
-    assert "Convolutions" not in table
+    assert f"Layers: the model's weight layers in forward order ({names})" in table
+    assert "convolution" not in table
 
 
 def test_every_pair_and_layer_has_one_row(twins):
     _, _, rows = twins
     pairs = {frozenset((r["seed_a"], r["seed_b"])) for r in rows}
     assert len(pairs) == 3 and len(rows) == 3 * 4  # 3 pairs x (3 layers + all)
+
+
+def _init_chain(run: RunFolder):
+    """The run's network as its config and seed build it, untrained (what the report's at-init columns read)."""
+    config = RunConfig.model_validate(run.read_config())
+    model = build_run_model(config, (6,), 3, torch.device("cpu"), dense=True)
+    return chain_weights(model), chain_unit_extras(model)
+
+
+@pytest.mark.parametrize("layer, index", [("linear0", 0), ("linear1", 1), ("all", None)])
+def test_the_at_init_columns_compare_the_two_seeds_untrained_networks(twins, layer, index):
+    _, runs, rows = twins
+    (w0, e0), (w2, e2) = _init_chain(runs[0]), _init_chain(runs[2])
+    expected = weight_similarity(w0, w2, e0, e2)
+    row = _row(rows, {0, 2}, layer)
+    aligned = expected.aligned_all if index is None else expected.aligned[index]
+    raw = expected.raw_all if index is None else expected.raw[index]
+    assert float(row["aligned_cos_init"]) == pytest.approx(aligned, abs=1e-6)
+    assert float(row["raw_cos_init"]) == pytest.approx(raw, abs=1e-6)
+    assert float(row["aligned_cos_init"]) != pytest.approx(float(row["aligned_cos"]), abs=1e-3)  # training moved it
+    if index is not None:
+        assert 0.0 < float(row["cka_init"]) < 1.0
+
+
+def test_a_permuted_copy_is_one_once_aligned_but_its_init_is_its_own_seeds(twins):
+    _, _, rows = twins
+    row = _row(rows, {0, 1}, "linear0")
+    assert float(row["aligned_cos"]) == pytest.approx(1.0, abs=1e-6)
+    assert float(row["aligned_cos_init"]) < 0.9 and float(row["cka_init"]) < 0.999
+
+
+def test_the_table_has_the_chance_level_columns(twins):
+    _, runs, _ = twins
+    table = (runs[0].path.parent.parent / "table.md").read_text()
+    assert "| raw cosine | aligned cosine | linear CKA | aligned at init | CKA at init |" in table
+
+
+MIXED = """
+name: mixed
+base:
+  data: {name: synthetic, options: {n_train: 96, n_test: 48, input_shape: [1, 12, 12], num_classes: 3}}
+  train: {epochs: 1, batch_size: 32, progress: false}
+grid:
+  model: [{kind: mlp, hidden: [8]}, {kind: lenet, hidden: [8], channels: [2, 3]}]
+seeds: [0, 1]
+analysis: {similarity: {across_configs: true}}
+"""
+
+
+def test_across_configs_a_lenet_and_an_mlp_are_compared_layer_by_name(tmp_path):
+    (tmp_path / "mixed.yaml").write_text(MIXED)
+    assert main(["run", str(tmp_path / "mixed.yaml"), "--out", str(tmp_path / "res")]) == 0
+    with open(tmp_path / "res" / "similarity.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    across = [r for r in rows if " vs " in r["group"]]
+    assert len(across) == 4 * 3  # 4 pairs x (linear0, linear1, all): the MLP has no conv0
+    assert {r["layer"] for r in across} == {"linear0", "linear1", "all"}
+    for row in across:
+        assert row["raw_cos"] == "" or row["raw_cos"] == "nan"  # the chains differ in shape: no alignment
+        if row["layer"] == "linear0":  # both hidden layers read: CKA of 8 units against 8 units
+            assert 0.0 <= float(row["cka"]) <= 1.0
+    lenet = [r for r in rows if r["group"].startswith("model={") and " vs " not in r["group"] and "lenet" in r["group"]]
+    assert {r["layer"] for r in lenet} == {"conv0", "conv1", "linear0", "linear1", "all"}

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -221,8 +222,40 @@ def test_welch_with_variance_on_one_side_only_is_scipys_finite_test():
 
     from wiringlab.report.stats import welch_test
 
-    a, b = [0.5, 0.5, 0.5], [0.4, 0.45, 0.5]
-    result = welch_test(a, b)
-    expected = sps.ttest_ind(a, b, equal_var=False)
+    a, b = [0.140625, 0.140625, 0.140625], [0.109375, 0.171875, 0.5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exact, so no "precision loss" warning reaches the user
+        result = welch_test(a, b)
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)  # scipy's, on the oracle
+        expected = sps.ttest_ind(a, b, equal_var=False)
     assert math.isfinite(result.p) and result.p == pytest.approx(expected.pvalue)
     assert result.t == pytest.approx(expected.statistic)
+
+
+@pytest.mark.parametrize("a, b", [
+    ([0.41, 0.40 + 0.01], [0.5, 0.5 + 1e-17]),  # 0.41 and 0.41000000000000003
+    ([0.0, 0.41 - (0.40 + 0.01)], [0.2, 0.2]),  # rounding left around 0, judged by the other side's size
+    ([0.3] * 3, [1.0, 1.0 + 1e-14, 1.0]),
+    ([5e-324, 1e-323], [0.0, 0.0]),  # denormals
+    ([0.8125, 0.8125 + 6e-8], [0.75, 0.75 - 6e-8]),  # float32 rounding
+])
+def test_welch_reads_a_spread_of_rounding_as_no_variance(a, b):
+    from wiringlab.report.stats import welch_test
+
+    assert a[0] != a[1] or b[0] != b[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = welch_test(a, b)
+    assert math.isnan(result.p) and math.isnan(result.t)
+    assert result.difference == pytest.approx(sum(a) / len(a) - sum(b) / len(b))
+
+
+def test_welch_against_a_constant_side_uses_the_other_sides_variance():
+    from wiringlab.report.stats import welch_test
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = welch_test([0.41, 0.40 + 0.01], [0.30, 0.35, 0.45])
+    assert one.p == pytest.approx(welch_test([0.41, 0.41], [0.30, 0.35, 0.45]).p)
+    assert 0.3 < one.p < 1  # not the p of a t of 1e15
+    assert welch_test([0.5, 0.5], [0.40, 0.40 + 1e-5]).p < 1e-3  # a spread of 1e-5 is variance, not rounding

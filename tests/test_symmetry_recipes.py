@@ -18,7 +18,7 @@ from wiringlab.report import build_report
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes" / "symmetry").glob("*.yaml"))
 SMALL = ["--epochs", "1", "--seeds", "0", "1", "--set", "data.name=synthetic",
-         "--set", "data.options={n_train: 256, n_test: 128, input_shape: [1, 10, 10]}",
+         "--set", "data.options={n_train: 256, n_test: 128, input_shape: [1, 16, 16]}",
          "--set", "train.progress=false"]
 
 
@@ -39,7 +39,7 @@ def _rows(path):
 
 
 def test_there_are_symmetry_recipes():
-    assert {p.name for p in RECIPES} >= {"thesis.yaml", "cross_seed.yaml"}
+    assert {p.name for p in RECIPES} >= {"thesis.yaml", "cross_seed.yaml", "cross_seed_cnn.yaml"}
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -52,6 +52,8 @@ def test_recipe_validates_and_runs_one_epoch(path, results):
     assert "## Similarity across seeds" in table and "### Permutation sensitivity" in table
     pairs = _rows(out / "similarity.csv")
     assert {r["layer"] for r in pairs} >= {"linear0", "all"} and len({r["group"] for r in pairs}) >= 2
+    if specs[0].config.model.kind == "lenet":  # channels are aligned too
+        assert {r["layer"] for r in pairs} >= {"conv0", "conv1"}
     for row in _rows(out / "permutation_sensitivity.csv"):  # plain layers: a consistent shuffle changes nothing
         if "exponential" not in row["label"]:
             assert float(row["acc_consistent"]) == float(row["accuracy"])

@@ -20,11 +20,16 @@ from wiringlab.seeding import make_generator
 
 def _model(config, shape, classes=5, seed=0):
     model = init_parameters_(build_model(config, shape, classes), make_generator(seed, "init"))
-    if any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):  # non-trivial running statistics
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    if norms:  # non-trivial running statistics, and scales and shifts that are not 1 and 0
         model.train()
         with torch.no_grad():
             for _ in range(3):
                 model(torch.randn(64, *shape))
+            g = torch.Generator().manual_seed(seed)
+            for norm in norms:
+                norm.weight.copy_(0.5 + torch.rand(norm.weight.shape, generator=g))
+                norm.bias.copy_(torch.randn(norm.bias.shape, generator=g))
     return model.eval()
 
 
@@ -39,6 +44,7 @@ CASES = [
     (MLPConfig(hidden=[24, 16]), (1, 6, 6)),
     (MLPConfig(hidden=[24, 16], batchnorm=True, dropout=0.2), (10,)),
     (LeNetConfig(hidden=[20, 12], channels=(3, 4)), (1, 16, 16)),
+    (LeNetConfig(hidden=[9], channels=(5, 6), conv_batchnorm=True, batchnorm=True), (2, 14, 14)),
 ]
 
 
@@ -103,7 +109,7 @@ def test_buffers_that_belong_to_units_move_with_them(layer):
 
 def test_chain_errors_name_the_problem():
     model = _model(MLPConfig(hidden=[8]), (4,))
-    with pytest.raises(IndexError, match="not a hidden linear layer"):
+    with pytest.raises(IndexError, match=r"not a hidden layer of the chain \(hidden layers: 0..0: linear0\)"):
         permute_hidden_units_(model, 1, torch.arange(5))
     with pytest.raises(ValueError, match="length 3"):
         permute_hidden_units_(model, 0, torch.arange(3))
@@ -122,3 +128,83 @@ def test_hidden_representations_are_post_activation_block_outputs():
     assert torch.allclose(first, torch.tanh(layers[0](x)), atol=1e-6)
     assert torch.allclose(second, torch.tanh(layers[1](first)), atol=1e-6)
     assert [e.shape[1] for e in chain_unit_extras(model)] == [1, 1]  # bias only
+
+
+def test_a_lenet_chain_is_its_convolutions_then_its_linear_layers():
+    model = _model(LeNetConfig(hidden=[20, 12], channels=(3, 4)), (1, 16, 16))
+    chain = unit_chain(model)
+    assert chain.names == ["conv0", "conv1", "linear0", "linear1", "linear2"]
+    assert chain.paths == ["features.0", "features.4", "stack.hidden.0.0", "stack.hidden.1.0", "stack.classifier"]
+    assert chain.layers[2:] == linear_layers(model)  # linearN keeps its meaning
+    assert [w.shape for w in chain_weights(model)][:2] == [(3, 1, 5, 5), (4, 3, 5, 5)]
+
+
+def test_a_convolution_channel_shuffle_moves_filters_and_the_next_layers_inputs():
+    model = _model(LeNetConfig(hidden=[9], channels=(5, 6), conv_batchnorm=True), (1, 16, 16))
+    x = torch.randn(8, 1, 16, 16)
+    conv0, conv1, linear0 = unit_chain(model).layers[:3]
+    norm0 = model.features[1]
+    perm = torch.tensor([4, 2, 0, 1, 3])
+    expected = (conv0.weight[perm].clone(), conv0.bias[perm].clone(), norm0.running_mean[perm].clone(),
+                conv1.weight[:, perm].clone())
+    shuffled = permute_hidden_units_(copy.deepcopy(model), 0, perm)
+    s0, s1 = unit_chain(shuffled).layers[:2]
+    got = (s0.weight, s0.bias, shuffled.features[1].running_mean, s1.weight)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert torch.allclose(shuffled(x), model(x), atol=1e-5)
+    # the last convolution's channels are blocks of h*w flattened inputs of linear0
+    perm1 = torch.randperm(6, generator=torch.Generator().manual_seed(3))
+    shuffled = permute_hidden_units_(copy.deepcopy(model), 1, perm1)
+    blocks = linear0.weight.reshape(9, 6, -1)  # (out, channels, h*w)
+    assert torch.equal(unit_chain(shuffled).layers[2].weight, blocks[:, perm1].reshape(9, -1))
+    assert torch.allclose(shuffled(x), model(x), atol=1e-5)
+    alone = permute_hidden_units_(copy.deepcopy(model), 1, perm1, consistent=False)
+    assert not torch.allclose(alone(x), model(x), atol=1e-3)
+
+
+def test_matching_recovers_planted_channel_permutations():
+    model = _model(LeNetConfig(hidden=[11], channels=(6, 7), conv_batchnorm=True), (1, 16, 16))
+    g = torch.Generator().manual_seed(4)
+    planted = [torch.randperm(n, generator=g) for n in (6, 7, 11)]
+    copy_ = copy.deepcopy(model)
+    for index, perm in enumerate(planted):
+        permute_hidden_units_(copy_, index, perm)
+    found = weight_similarity(chain_weights(model), chain_weights(copy_), chain_unit_extras(model),
+                              chain_unit_extras(copy_)).permutations
+    assert all(torch.equal(q, torch.argsort(p)) for p, q in zip(planted, found))
+
+
+def test_a_convolutions_representation_is_its_stage_output_after_pooling():
+    model = _model(LeNetConfig(hidden=[9], channels=(3, 4), activation="tanh"), (1, 16, 16))
+    x = torch.randn(7, 1, 16, 16)
+    conv0, conv1, hidden = hidden_representations(model, x, batch_size=3)
+    assert torch.allclose(conv0, model.features[:4](x).flatten(1), atol=1e-6)  # (n, 3*8*8)
+    assert torch.allclose(conv1, model.features(x).flatten(1), atol=1e-6)
+    assert torch.allclose(hidden, torch.tanh(linear_layers(model)[0](conv1)), atol=1e-6)
+
+
+def test_a_plain_sequential_layer_is_read_after_its_activation_not_at_the_output():
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)).eval()
+    x = torch.randn(6, 5)
+    first, second = hidden_representations(model, x)
+    assert torch.allclose(first, model[:2](x)) and torch.allclose(second, model[:4](x))
+
+
+@pytest.mark.parametrize("model, message", [
+    (nn.Sequential(nn.Conv2d(4, 6, 3, groups=2), nn.Flatten(), nn.Linear(6, 2)), "grouped convolution"),
+    (nn.Sequential(nn.ConvTranspose2d(4, 6, 3), nn.Flatten(), nn.Linear(6, 2)), "transposed convolution"),
+    (nn.Sequential(nn.Conv2d(1, 6, 3), nn.Conv2d(3, 4, 3)), "conv0 and conv1 do not form a chain"),
+    # a convolution reads channels one to one: twice as many inputs is no chain, unlike a flattened map
+    (nn.Sequential(nn.Conv2d(1, 3, 3), nn.Conv2d(6, 4, 3)), "conv0 and conv1 do not form a chain"),
+])
+def test_convolutions_that_are_not_a_chain_are_named(model, message):
+    with pytest.raises(NotAChainError, match=message):
+        unit_chain(model)
+
+
+def test_chain_weights_are_copies_that_later_edits_of_the_model_leave_alone():
+    model = _model(MLPConfig(hidden=[6]), (4,))
+    weights = chain_weights(model)
+    before = [w.clone() for w in weights]
+    permute_hidden_units_(model, 0, torch.tensor([5, 4, 3, 2, 1, 0]))
+    assert all(torch.equal(a, b) for a, b in zip(weights, before))

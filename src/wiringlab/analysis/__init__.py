@@ -2,14 +2,14 @@
 
 from .permutation import (
     PermutationSensitivity, chain_unit_extras, chain_weights, hidden_representations,
-    permutation_sensitivity, permute_hidden_units_, unit_chain,
+    permutation_sensitivity, permute_hidden_units_, unit_chain, chain_layers,
 )
 from .similarity import WeightSimilarity, flat_cosine, linear_cka, match_weights, permute_chain, weight_similarity
 from .symmetry import OverlapStats, cosine_histogram, cosine_trajectories, overlap_stats, pairwise_cosines
 
 __all__ = [
     "PermutationSensitivity", "chain_unit_extras", "chain_weights", "hidden_representations",
-    "permutation_sensitivity", "permute_hidden_units_", "unit_chain",
+    "permutation_sensitivity", "permute_hidden_units_", "unit_chain", "chain_layers",
     "WeightSimilarity", "flat_cosine", "linear_cka", "match_weights", "permute_chain", "weight_similarity",
     "OverlapStats", "cosine_histogram", "cosine_trajectories", "overlap_stats", "pairwise_cosines",
 ]

@@ -1,12 +1,14 @@
 """Hidden units of a model as a permutable chain: weights, representations, shuffles.
 
-A wiringlab MLP or LeNet is, from its first linear layer on, a chain of linear layers
-in which layer l+1 reads the units of layer l (after BatchNorm, activation and dropout,
-which act unit by unit). Permuting layer l's units — its weight rows, bias and
-BatchNorm parameters and statistics — together with layer l+1's input columns leaves
-the function unchanged for plain layers. A layer whose effective weight multiplies
-`weight` by a fixed positional buffer (a spatial kernel) does not commute with such a
-shuffle: `permutation_sensitivity` measures how much that matters.
+A wiringlab MLP or LeNet is a chain of weight layers, convolutions then linear layers, in
+which layer l+1 reads the units of layer l (after BatchNorm, activation, pooling and
+dropout, which act unit by unit). A linear layer's units are its outputs; a convolution's
+are its output channels (one filter each), and a linear layer reading a flattened C×H×W
+map reads channel c as the block of H·W inputs c·H·W … (c+1)·H·W − 1. Permuting layer l's
+units (its weight rows, bias and BatchNorm parameters and statistics) together with
+layer l+1's inputs leaves the function unchanged for plain layers. A layer whose effective
+weight multiplies `weight` by a fixed positional buffer (a spatial kernel) does not commute
+with such a shuffle: `permutation_sensitivity` measures how much that matters.
 
 No I/O; the only randomness is the permutation the caller passes in.
 """
@@ -20,25 +22,29 @@ import torch
 from torch import nn
 
 from ..layers import effective_weight
-from ..models import linear_layers, run_with_hooks
+from ..models import run_with_hooks
 from .similarity import permute_inputs
 
-__all__ = ["NotAChainError", "UnitChain", "unit_chain", "chain_weights", "chain_unit_extras", "permute_hidden_units_",
-           "hidden_representations", "accuracy", "PermutationSensitivity", "permutation_sensitivity"]
+__all__ = ["NotAChainError", "UnitChain", "chain_layers", "unit_chain", "chain_weights", "chain_unit_extras",
+           "permute_hidden_units_", "hidden_representations", "accuracy", "PermutationSensitivity",
+           "permutation_sensitivity"]
 
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 class NotAChainError(ValueError):
-    """The model's linear layers do not feed one another, so units cannot be permuted through."""
+    """The model's convolutions and linear layers do not feed one another, so units cannot be permuted through."""
 
 
 @dataclass
 class UnitChain:
-    """The linear layers of a model in forward order and the norm layer after each."""
+    """The weight layers of a model in forward order, the norm layer after each, and names."""
 
     layers: list[nn.Module]
     norms: list[nn.Module | None]  # one per layer; None where no BatchNorm follows
+    names: list[str]  # "conv0", "conv1", "linear0", ...: numbered per kind, so linearN = linear_layers(model)[N]
+    paths: list[str]  # module names in the model, e.g. "features.0", "stack.hidden.0.0"
 
 
 def _norm_after(model: nn.Module) -> dict[int, nn.Module]:
@@ -52,32 +58,72 @@ def _norm_after(model: nn.Module) -> dict[int, nn.Module]:
     return found
 
 
-def unit_chain(model: nn.Module) -> UnitChain:
-    """The model's linear layers (`linear_layers`) as a chain, with their BatchNorms.
+def chain_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(module name, module) of every convolution and linear layer, in registration order.
 
     Raises:
-        NotAChainError: consecutive linear layers do not connect (layer l+1's inputs are not
-            a multiple of layer l's units), so hidden units cannot be permuted through.
-        ValueError: a layer keeps its weight compressed (`CSRSparseLinear`).
+        NotAChainError: a transposed or grouped convolution, whose channels do not permute
+            as independent units.
     """
-    layers = linear_layers(model)
-    if any(layer.weight.dim() != 2 for layer in layers):
+    found = []
+    for path, module in model.named_modules():
+        if isinstance(module, nn.modules.conv._ConvTransposeNd):
+            raise NotAChainError(f"`{path}` is a transposed convolution; permutation analyses handle "
+                                 "Conv1d/2d/3d and linear layers")
+        if isinstance(module, _CONVS) and module.groups != 1:
+            raise NotAChainError(f"`{path}` is a grouped convolution (groups={module.groups}); its channels "
+                                 "cannot be permuted one by one")
+        if isinstance(module, (nn.Linear, *_CONVS)):
+            found.append((path, module))
+    return found
+
+
+def _names(layers: list[nn.Module]) -> list[str]:
+    counts = {"conv": 0, "linear": 0}
+    names = []
+    for layer in layers:
+        kind = "linear" if isinstance(layer, nn.Linear) else "conv"
+        names.append(f"{kind}{counts[kind]}")
+        counts[kind] += 1
+    return names
+
+
+def _check_links(layers: list[nn.Module], names: list[str]) -> None:
+    for index, (layer, following) in enumerate(zip(layers, layers[1:])):
+        out, fan_in = layer.weight.shape[0], following.weight.shape[1]
+        reads_units = fan_in == out if isinstance(following, _CONVS) else fan_in % out == 0
+        if not reads_units:
+            raise NotAChainError(f"{names[index]} and {names[index + 1]} do not form a chain ({out} units feed "
+                                 f"{fan_in} inputs); permutation analyses need layer l+1 to read layer l")
+
+
+def unit_chain(model: nn.Module) -> UnitChain:
+    """The model's convolutions and linear layers (`chain_layers`) as a chain, with their BatchNorms.
+
+    Raises:
+        NotAChainError: consecutive layers do not connect (a convolution's input channels
+            are not the previous layer's units, or a linear layer's inputs are not a
+            multiple of them), or a convolution is transposed or grouped.
+        ValueError: a linear layer keeps its weight compressed (`CSRSparseLinear`).
+    """
+    found = chain_layers(model)
+    paths, layers = [path for path, _ in found], [layer for _, layer in found]
+    if any(isinstance(layer, nn.Linear) and layer.weight.dim() != 2 for layer in layers):
         raise ValueError("permutation analyses edit (out, in) weight rows; a layer stores its weight "
                          "compressed (CSR): build the model with csr_threshold: null "
                          "(execute.build_run_model(..., dense=True)) and load the weights into it")
-    for index, (layer, following) in enumerate(zip(layers, layers[1:])):
-        out, fan_in = layer.weight.shape[0], following.weight.shape[1]
-        if fan_in % out:
-            raise NotAChainError(f"linear layers {index} and {index + 1} do not form a chain ({out} units feed "
-                             f"{fan_in} inputs); permutation analyses need layer l+1 to read layer l")
+    names = _names(layers)
+    _check_links(layers, names)
     norms = _norm_after(model)
-    return UnitChain(layers, [norms.get(id(layer)) for layer in layers])
+    return UnitChain(layers, [norms.get(id(layer)) for layer in layers], names, paths)
 
 
 @torch.no_grad()
 def chain_weights(model: nn.Module) -> list[torch.Tensor]:
-    """The effective weights of the chain, W_0 … W_L (detached)."""
-    return [effective_weight(layer).detach() for layer in unit_chain(model).layers]
+    """The effective weights of the chain, W_0 … W_L: (out, in) for a linear layer, (out, in,
+    kh, kw) for a 2-d convolution. Copies: a plain layer's effective weight is its parameter,
+    which a later `load_state_dict` or permutation would change in place."""
+    return [effective_weight(layer).detach().clone() for layer in unit_chain(model).layers]
 
 
 @torch.no_grad()
@@ -102,12 +148,13 @@ def _permute_rows_(tensor: torch.Tensor | None, perm: torch.Tensor) -> None:
 @torch.no_grad()
 def permute_hidden_units_(model: nn.Module, layer: int, perm: torch.Tensor, *, consistent: bool = True,
                           buffers_follow: Sequence[str] = ()) -> nn.Module:
-    """Reorder the units of hidden linear layer `layer` in place.
+    """Reorder the units of hidden layer `layer` of the chain in place.
 
     Moves the layer's parameters that have one entry per unit (raw `weight` rows, `bias`,
     e.g. a learnable per-unit scale), and its BatchNorm's weight, bias and running
-    statistics. With `consistent`, also reorders the next linear layer's raw
-    `weight` input columns, so a plain network computes exactly the same function.
+    statistics. With `consistent`, also reorders the next layer's raw `weight` inputs
+    (a linear layer's columns, or blocks of them for a flattened map; a convolution's input
+    channels), so a plain network computes exactly the same function.
     Buffers move when they belong to units, as a layer's `unit_buffers` name them (a
     `SparseLinear`'s mask: its rows, and the next layer's mask columns; a `SpatialLinear`'s
     fixed scale); buffers that belong to positions (a spatial kernel, a locality prior)
@@ -115,7 +162,8 @@ def permute_hidden_units_(model: nn.Module, layer: int, perm: torch.Tensor, *, c
 
     Args:
         model: the model (modified in place).
-        layer: index among `linear_layers(model)`; not the classifier.
+        layer: index in `unit_chain(model).layers` (convolutions first, then linear
+            layers; for an MLP, the index among `linear_layers(model)`); not the classifier.
         perm: LongTensor; unit `perm[i]` becomes unit i.
         consistent: also permute the next layer's inputs.
         buffers_follow: names of further buffers that move with the units, besides each
@@ -130,7 +178,8 @@ def permute_hidden_units_(model: nn.Module, layer: int, perm: torch.Tensor, *, c
     """
     chain = unit_chain(model)
     if not 0 <= layer < len(chain.layers) - 1:
-        raise IndexError(f"layer {layer} is not a hidden linear layer (0..{len(chain.layers) - 2})")
+        hidden = f"0..{len(chain.layers) - 2}: {', '.join(chain.names[:-1])}" if len(chain.layers) > 1 else "none"
+        raise IndexError(f"layer {layer} is not a hidden layer of the chain (hidden layers: {hidden})")
     target, norm = chain.layers[layer], chain.norms[layer]
     if len(perm) != target.weight.shape[0]:
         raise ValueError(f"permutation of length {len(perm)} for a layer of {target.weight.shape[0]} units")
@@ -163,27 +212,42 @@ def _unit_buffers(layer: nn.Module, further: Sequence[str]) -> list[torch.Tensor
     return [buffers[name] for name in names if buffers.get(name) is not None]
 
 
-def _block_of(model: nn.Module, layer: nn.Module) -> nn.Module:
+def _holds_chain_layer(module: nn.Module) -> bool:
+    return any(isinstance(m, (nn.Linear, *_CONVS)) for m in module.modules())
+
+
+def _units_output(model: nn.Module, layer: nn.Module) -> nn.Module:
+    """The module whose output is `layer`'s units as the next layer reads them: in the
+    `nn.Sequential` that holds `layer`, the last module before the next weight layer
+    (linear → BatchNorm → activation → dropout; conv → BatchNorm → activation → pooling).
+    `layer` itself when no Sequential holds it."""
     for module in model.modules():
-        if isinstance(module, nn.Sequential) and len(module) and module[0] is layer:
-            return module
+        if isinstance(module, nn.Sequential):
+            items = list(module)
+            start = next((i for i, item in enumerate(items) if item is layer), None)
+            if start is not None:
+                end = start + 1
+                while end < len(items) and not _holds_chain_layer(items[end]):
+                    end += 1
+                return items[end - 1]
     return layer
 
 
 @torch.no_grad()
 def hidden_representations(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> list[torch.Tensor]:
-    """The units of every hidden linear layer on inputs `x`, in eval mode.
+    """The units of every hidden layer of the chain on inputs `x`, in eval mode.
 
-    For wiringlab models a unit's value is the output of its block (linear → BatchNorm
-    → activation → dropout, i.e. post-activation); a linear layer outside such a block
-    contributes its own (pre-activation) output.
+    A unit's value is what the next layer reads (`_units_output`): for wiringlab models a
+    linear layer's post-activation block output, a convolution's stage output after
+    pooling, flattened channel-major; a layer outside an `nn.Sequential` contributes its
+    own (pre-activation) output.
 
     Returns:
-        One (n, units) tensor per hidden linear layer, on `x`'s device.
+        One (n, features) tensor per hidden layer of `unit_chain(model)`, on `x`'s device.
     """
-    layers = linear_layers(model)[:-1]
+    layers = unit_chain(model).layers[:-1]
     outputs: list[list[torch.Tensor]] = [[] for _ in layers]
-    hooks = [(_block_of(model, layer), lambda _m, _i, out, slot=slot: slot.append(out.detach().flatten(1)))
+    hooks = [(_units_output(model, layer), lambda _m, _i, out, slot=slot: slot.append(out.detach().flatten(1)))
              for layer, slot in zip(layers, outputs)]
     run_with_hooks(model, x, batch_size, hooks)
     return [torch.cat(chunks) for chunks in outputs]

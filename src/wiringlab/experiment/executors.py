@@ -29,7 +29,8 @@ import os
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+from contextlib import contextmanager
+from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -94,14 +95,33 @@ class InProcessExecutor:
             yield execute_group(group, Path(out_dir), cache)
 
 
-def _pool_init() -> None:
+def _pool_init(interruptible: bool = True) -> None:
     import torch
 
     torch.set_num_threads(1)
     # Ctrl-C reaches every process of the terminal: a worker leaves at once and quietly (its
-    # run has no summary, so the next invocation trains it), the parent reports the interrupt
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a sweep started with SIGINT ignored keeps that
+    # run has no summary, so the next invocation trains it), the parent reports the interrupt.
+    # A worker starts with SIGINT ignored (`_started_ignoring_sigint`); a sweep that was
+    # itself started with SIGINT ignored keeps that.
+    if interruptible:
         signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))
+
+
+@contextmanager
+def _started_ignoring_sigint():
+    """Processes spawned inside start with SIGINT ignored (an ignored signal survives exec,
+    and Python keeps it), so a Ctrl-C while they import torch cannot print a traceback in
+    each of them; the parent, whose own handler is back on leaving, stops them instead
+    (`PoolExecutor._collect`). Outside the main thread signals cannot be set: no change."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler not set from Python (left as it was)
+            signal.signal(signal.SIGINT, previous)
 
 
 class PoolExecutor:
@@ -122,14 +142,19 @@ class PoolExecutor:
         if workers <= 1:
             yield from InProcessExecutor().map(groups, out_dir)
             return
-        ctx = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init) as pool:
+        interruptible = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        before = set(active_children())
+        with _started_ignoring_sigint():  # spawn starts every worker at the first submit
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                       initializer=_pool_init, initargs=(interruptible,))
             futures = {pool.submit(run_group_json, [spec_to_json(s) for s in g], str(out_dir)):
                        (g, time.perf_counter()) for g in groups}
-            yield from self._collect(pool, futures, out_dir)
+        processes = [p for p in active_children() if p not in before]
+        with pool:
+            yield from self._collect(pool, futures, out_dir, processes)
 
     @staticmethod
-    def _collect(pool, futures: dict, out_dir: Path) -> Iterator[list[dict]]:
+    def _collect(pool, futures: dict, out_dir: Path, processes=()) -> Iterator[list[dict]]:
         try:
             for future in as_completed(futures):
                 group, start = futures[future]
@@ -142,6 +167,8 @@ class PoolExecutor:
                 yield result
         except BaseException:  # Ctrl-C: groups not started yet are dropped, not run before exiting
             pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:  # a worker still starting ignored the Ctrl-C; one training left already
+                process.terminate()
             raise
 
 

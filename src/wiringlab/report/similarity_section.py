@@ -4,10 +4,13 @@ For every pair of completed runs of the same config (and, with the recipe's
 `analysis.similarity.across_configs`, of different configs), rebuilt from each run's
 config.yaml and weights.safetensors on the CPU:
 
-- raw cosine of the flattened effective weights, per linear layer and all together;
-- the same after aligning the second run's hidden units to the first's
-  (`wiringlab.analysis.similarity.match_weights`, Hungarian weight matching);
+- raw cosine of the flattened effective weights, per layer (convolutions and linear
+  layers, `analysis.permutation.unit_chain`) and all together;
+- the same after aligning the second run's hidden units (a convolution's channels) to the
+  first's (`wiringlab.analysis.similarity.match_weights`, Hungarian weight matching);
 - linear CKA of each hidden layer's units on the first `test_samples` test inputs.
+- the same three for the pair's untrained networks (each config and seed as built): the
+  level that matching and CKA reach by chance, which a trained value is to be read against.
 
 And for every run, permutation sensitivity of each hidden layer: accuracy on those
 inputs after a seeded random shuffle of its units, alone and together with the next
@@ -46,9 +49,19 @@ __all__ = ["similarity_section"]
 
 log = logging.getLogger(__name__)
 
-_PAIR_COLUMNS = ["group", "layer", "run_a", "run_b", "seed_a", "seed_b", "raw_cos", "aligned_cos", "cka"]
+_METRICS = ("raw_cos", "aligned_cos", "cka")
+_PAIR_COLUMNS = ["group", "layer", "run_a", "run_b", "seed_a", "seed_b", *_METRICS, *(f"{m}_init" for m in _METRICS)]
 _RUN_COLUMNS = ["label", "run_id", "seed", "layer", "units", "n_samples", "accuracy", "acc_shuffled",
                 "acc_consistent", "drop_shuffled", "drop_consistent"]
+
+
+@dataclass
+class _ChainState:
+    """A network's chain at one moment: weights, per-unit extras, hidden representations."""
+
+    weights: list[torch.Tensor]
+    extras: list[torch.Tensor | None]
+    representations: list[torch.Tensor]
 
 
 @dataclass
@@ -56,13 +69,12 @@ class _RunView:
     """What the pair comparisons need of one run."""
 
     summary: dict
-    weights: list[torch.Tensor]
-    extras: list[torch.Tensor | None]
-    representations: list[torch.Tensor]
+    trained: _ChainState
+    init: _ChainState  # the same config and seed as built, before training: the chance level
     sensitivity: list[PermutationSensitivity]
     n_samples: int
-    layer_names: list[str]  # module name of linear0, linear1, ... (`linear_layers` order)
-    has_conv: bool  # convolutions are neither compared nor aligned
+    layer_names: list[str]  # conv0, ..., linear0, ... (`UnitChain.names`)
+    layer_paths: list[str]  # their module names in the model
 
 
 def _test_subset(config: RunConfig, cache: dict, samples: int):
@@ -74,23 +86,29 @@ def _test_subset(config: RunConfig, cache: dict, samples: int):
     return cache[key]
 
 
+def _chain_state(model: torch.nn.Module, x: torch.Tensor) -> _ChainState:
+    return _ChainState(chain_weights(model), chain_unit_extras(model), hidden_representations(model, x))
+
+
+def _sensitivity_stream(name: str) -> str:
+    """The generator stream of a layer's shuffle: linear layers keep the index they had
+    before convolutions joined the chain (`permutation-sensitivity/0` for linear0)."""
+    return f"permutation-sensitivity/{name.removeprefix('linear') if name.startswith('linear') else name}"
+
+
 def _view(run_dir: Path, summary: dict, cache: dict, samples: int) -> _RunView:
     folder = RunFolder(run_dir)
     config = RunConfig.model_validate(folder.read_config())
     x, y, input_shape, num_classes = _test_subset(config, cache, samples)
-    model = build_run_model(config, input_shape, num_classes, torch.device("cpu"), dense=True)
+    model = build_run_model(config, input_shape, num_classes, torch.device("cpu"), dense=True).eval()
+    init = _chain_state(model, x)
     model.load_state_dict(folder.read_weights())
-    model.eval()
-    hidden = unit_chain(model).layers[:-1]
+    chain = unit_chain(model)
     sensitivity = []
-    for index, layer in enumerate(hidden):
-        generator = make_generator(config.seed, f"permutation-sensitivity/{index}")
-        perm = torch.randperm(layer.weight.shape[0], generator=generator)
+    for index, (layer, name) in enumerate(zip(chain.layers[:-1], chain.names)):
+        perm = torch.randperm(layer.weight.shape[0], generator=make_generator(config.seed, _sensitivity_stream(name)))
         sensitivity.append(permutation_sensitivity(model, x, y, index, perm))
-    names = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    has_conv = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
-    return _RunView(summary, chain_weights(model), chain_unit_extras(model),
-                    hidden_representations(model, x), sensitivity, len(x), names, has_conv)
+    return _RunView(summary, _chain_state(model, x), init, sensitivity, len(x), chain.names, chain.paths)
 
 
 def _same_shapes(a: list, b: list) -> bool:
@@ -98,25 +116,42 @@ def _same_shapes(a: list, b: list) -> bool:
     return [shape(t) for t in a] == [shape(t) for t in b]
 
 
+def _compare(a: _ChainState, b: _ChainState, index_a: int, index_b: int, similarity) -> dict:
+    """Raw and aligned cosine (from `similarity`, None when the chains differ in shape) and
+    CKA of layer index_a of A against layer index_b of B (NaN for a classifier)."""
+    cka = math.nan
+    if index_a < len(a.representations) and index_b < len(b.representations):
+        if len(a.representations[index_a]) == len(b.representations[index_b]):
+            cka = linear_cka(a.representations[index_a], b.representations[index_b])
+    return {"raw_cos": similarity.raw[index_a] if similarity else math.nan,
+            "aligned_cos": similarity.aligned[index_a] if similarity else math.nan, "cka": cka}
+
+
+def _similarity(a: _ChainState, b: _ChainState):
+    if not _same_shapes(a.weights, b.weights):
+        return None
+    extras = (a.extras, b.extras) if _same_shapes(a.extras, b.extras) else (None, None)
+    return weight_similarity(a.weights, b.weights, *extras)
+
+
 def _pair_rows(group: str, a: _RunView, b: _RunView) -> list[dict]:
+    """One row per layer name both runs have (a LeNet and an MLP share their linear layers'
+    names, not their positions), and one for all layers; trained and at init."""
     base = {"group": group, "run_a": a.summary["run_id"], "run_b": b.summary["run_id"],
             "seed_a": a.summary["seed"], "seed_b": b.summary["seed"]}
-    similarity = None
-    if _same_shapes(a.weights, b.weights):
-        extras = (a.extras, b.extras) if _same_shapes(a.extras, b.extras) else (None, None)
-        similarity = weight_similarity(a.weights, b.weights, *extras)
+    trained, init = _similarity(a.trained, b.trained), _similarity(a.init, b.init)
     rows = []
-    for index in range(min(len(a.weights), len(b.weights))):
-        cka = math.nan
-        if index < min(len(a.representations), len(b.representations)) and a.n_samples == b.n_samples:
-            cka = linear_cka(a.representations[index], b.representations[index])
-        rows.append({**base, "layer": f"linear{index}", "cka": cka,
-                     "raw_cos": similarity.raw[index] if similarity else math.nan,
-                     "aligned_cos": similarity.aligned[index] if similarity else math.nan})
-    rows.append({**base, "layer": "all", "cka": math.nan,
-                 "raw_cos": similarity.raw_all if similarity else math.nan,
-                 "aligned_cos": similarity.aligned_all if similarity else math.nan})
-    return rows
+    for index_a, name in enumerate(a.layer_names):
+        if name in b.layer_names:
+            index_b = b.layer_names.index(name)
+            now = _compare(a.trained, b.trained, index_a, index_b, trained)
+            before = _compare(a.init, b.init, index_a, index_b, init)
+            rows.append({**base, "layer": name, **now, **{f"{k}_init": v for k, v in before.items()}})
+    everything = {"cka": math.nan, "cka_init": math.nan}
+    for suffix, sim in (("", trained), ("_init", init)):
+        everything.update({f"raw_cos{suffix}": sim.raw_all if sim else math.nan,
+                           f"aligned_cos{suffix}": sim.aligned_all if sim else math.nan})
+    return [*rows, {**base, "layer": "all", **everything}]
 
 
 def _pairs(groups: dict, across_configs: bool):
@@ -131,7 +166,8 @@ def _pairs(groups: dict, across_configs: bool):
 
 def _sensitivity_rows(view: _RunView) -> list[dict]:
     return [{"label": view.summary["label"], "run_id": view.summary["run_id"], "seed": view.summary["seed"],
-             "layer": f"linear{index}", "units": view.weights[index].shape[0], "n_samples": view.n_samples,
+             "layer": view.layer_names[index], "units": view.trained.weights[index].shape[0],
+             "n_samples": view.n_samples,
              "accuracy": s.accuracy, "acc_shuffled": s.shuffled, "acc_consistent": s.consistent,
              "drop_shuffled": s.drop_shuffled, "drop_consistent": s.drop_consistent}
             for index, s in enumerate(view.sensitivity)]
@@ -145,13 +181,14 @@ def _grouped(rows: list[dict], keys: tuple[str, str]) -> dict:
 
 
 def _layer_note(views) -> str:
-    """Which module each `linearN` is (per architecture), and what is left out."""
-    kinds = list(dict.fromkeys((tuple(v.layer_names), v.has_conv) for v in views))
-    names = "; ".join(", ".join(f"linear{i} = `{n}`" for i, n in enumerate(layer_names)) for layer_names, _ in kinds)
-    note = f"Layers: the model's linear layers in forward order ({names}); `all` pools them."
-    if any(conv for _, conv in kinds):
-        note += (" Convolutions are neither compared nor aligned: their channels stay in place, so the first linear "
-                 "layer after them is aligned on its outputs only.")
+    """Which module each layer name is (per architecture), and what a convolution's units are."""
+    kinds = list(dict.fromkeys(tuple(zip(v.layer_names, v.layer_paths)) for v in views))
+    names = "; ".join(", ".join(f"{name} = `{path}`" for name, path in kind) for kind in kinds)
+    note = f"Layers: the model's weight layers in forward order ({names}); `all` pools them."
+    if any(name.startswith("conv") for kind in kinds for name, _ in kind):
+        note += (" A convolution's units are its output channels: a channel's filter is matched as one vector, "
+                 "moves with its bias and BatchNorm, and carries the next layer's input channels (or its block "
+                 "of flattened inputs) along; its CKA reads the stage's output after pooling.")
     return note
 
 
@@ -160,11 +197,15 @@ def _markdown(pair_rows: list[dict], run_rows: list[dict], samples: str, layer_n
              "Raw: cosine of two runs' flattened effective weights. Aligned: the same after matching the "
              "second run's hidden units to the first's (Hungarian weight matching, layer by layer, "
              "propagated to the next layer's inputs). CKA: linear CKA of the layer's units (post-activation) "
-             f"on the first {samples} test samples. Mean ± sample std over pairs of runs (n pairs); "
+             f"on the first {samples} test samples. At init: the same pairs' networks as their config and seeds "
+             "build them, untrained: what matching and CKA reach by chance for this architecture (more units give "
+             "the matching more candidates). Mean ± sample std over pairs of runs (n pairs); "
              f"every pair in `similarity.csv`. {layer_note}", "",
-             "| config | layer | n pairs | raw cosine | aligned cosine | linear CKA |", "|---|---|---|---|---|---|"]
+             "| config | layer | n pairs | raw cosine | aligned cosine | linear CKA | aligned at init | CKA at init |",
+             "|---|---|---|---|---|---|---|---|"]
     for (group, layer), rows in _grouped(pair_rows, ("group", "layer")).items():
-        cells = [summarize([r[k] for r in rows]).format() for k in ("raw_cos", "aligned_cos", "cka")]
+        keys = ("raw_cos", "aligned_cos", "cka", "aligned_cos_init", "cka_init")
+        cells = [summarize([r[k] for r in rows]).format() for k in keys]
         lines.append(f"| {group} | {layer} | {len(rows)} | " + " | ".join(cells) + " |")
     lines += ["", "### Permutation sensitivity", "",
               f"Accuracy on the first {samples} test samples after a seeded random shuffle of a hidden layer's "

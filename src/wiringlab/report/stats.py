@@ -8,6 +8,7 @@ returns NaN rather than a misleading number.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,15 +59,38 @@ class Comparison:
     p: float  # two-sided Welch p-value; NaN when either side has n < 2
 
 
+# Seeds whose values of a metric differ by less than this share of the metric's size differ by
+# rounding (float32 included), not by training: a t-test would turn that into a huge t.
+ROUNDING_RTOL = 1e-6
+
+
+def _flatten_rounding(x: np.ndarray, scale: float) -> np.ndarray:
+    """`x` as an exact constant when its spread is within rounding of `scale`, the size of
+    both samples' values (a spread around 0 is judged by the other sample's size)."""
+    if np.ptp(x) <= max(ROUNDING_RTOL * scale, np.finfo(float).tiny):
+        return np.full_like(x, x.mean())
+    return x
+
+
 def welch_test(a, b) -> Comparison:
-    """Welch's two-sample t-test (unequal variances) of the finite entries of a and b."""
+    """Welch's two-sample t-test (unequal variances) of the finite entries of a and b.
+
+    A sample whose spread is within `ROUNDING_RTOL` of the values' size counts as constant;
+    when both are constant t is undefined (NaN), as with fewer than 2 values on a side.
+    """
     x, y = _finite(a), _finite(b)
     diff = float(x.mean() - y.mean()) if len(x) and len(y) else math.nan
     if len(x) < 2 or len(y) < 2:
         return Comparison(diff, math.nan, math.nan)
+    scale = float(max(np.abs(x).max(), np.abs(y).max()))
+    x, y = _flatten_rounding(x, scale), _flatten_rounding(y, scale)
     if np.ptp(x) == 0 and np.ptp(y) == 0:  # no variance on either side: t is undefined
         return Comparison(diff, math.nan, math.nan)
-    result = sps.ttest_ind(x, y, equal_var=False)
+    with warnings.catch_warnings():
+        # a constant side is exact (variance 0: Welch uses the other's), yet scipy warns of
+        # "catastrophic cancellation" there; the other side's spread is far above rounding
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        result = sps.ttest_ind(x, y, equal_var=False)
     return Comparison(diff, float(result.statistic), float(result.pvalue))
 
 

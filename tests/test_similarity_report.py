@@ -166,3 +166,20 @@ def test_across_configs_a_lenet_and_an_mlp_are_compared_layer_by_name(tmp_path):
             assert 0.0 <= float(row["cka"]) <= 1.0
     lenet = [r for r in rows if r["group"].startswith("model={") and " vs " not in r["group"] and "lenet" in r["group"]]
     assert {r["layer"] for r in lenet} == {"conv0", "conv1", "linear0", "linear1", "all"}
+
+
+def test_runs_trained_on_a_gpu_are_said_to_be_rebuilt_as_another_draw(twins, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    _, runs, _ = twins
+    out = tmp_path / "copy"
+    shutil.copytree(runs[0].path.parent.parent, out)
+    summary_path = next((out / "runs").glob("*s2-*")) / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["provenance"]["device"] = "cuda:0"
+    summary_path.write_text(json.dumps(summary))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    build_report(out)
+    assert "1 run(s) trained on a GPU were rebuilt untrained on the CPU" in (out / "table.md").read_text()
+    assert "trained on a GPU" not in (runs[0].path.parent.parent / "table.md").read_text()

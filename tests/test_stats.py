@@ -237,7 +237,6 @@ def test_welch_with_variance_on_one_side_only_is_scipys_finite_test():
     ([0.0, 0.41 - (0.40 + 0.01)], [0.2, 0.2]),  # rounding left around 0, judged by the other side's size
     ([0.3] * 3, [1.0, 1.0 + 1e-14, 1.0]),
     ([5e-324, 1e-323], [0.0, 0.0]),  # denormals
-    ([0.8125, 0.8125 + 6e-8], [0.75, 0.75 - 6e-8]),  # float32 rounding
 ])
 def test_welch_reads_a_spread_of_rounding_as_no_variance(a, b):
     from wiringlab.report.stats import welch_test
@@ -259,3 +258,19 @@ def test_welch_against_a_constant_side_uses_the_other_sides_variance():
     assert one.p == pytest.approx(welch_test([0.41, 0.41], [0.30, 0.35, 0.45]).p)
     assert 0.3 < one.p < 1  # not the p of a t of 1e15
     assert welch_test([0.5, 0.5], [0.40, 0.40 + 1e-5]).p < 1e-3  # a spread of 1e-5 is variance, not rounding
+
+
+@pytest.mark.parametrize("a, b", [
+    ([0.935] * 3, [1e-7, 3e-7, 0.0]),  # a small-valued side still varies
+    ([1000.0, 1000.0004, 1000.0002], [1000.003, 1000.0033, 1000.0031]),  # 7 standard deviations apart
+    ([0.8125, 0.8125 + 6e-8], [0.75, 0.75 - 6e-8]),  # float32 resolution is variance, not rounding
+])
+def test_welch_tests_small_spreads_that_are_not_rounding(a, b):
+    from scipy import stats as sps
+
+    from wiringlab.report.stats import welch_test
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy's, on the constant side of the oracle
+        expected = sps.ttest_ind(a, b, equal_var=False).pvalue
+    assert welch_test(a, b).p == pytest.approx(expected) and welch_test(a, b).p < 0.01

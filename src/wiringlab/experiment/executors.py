@@ -29,8 +29,8 @@ import os
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
-from multiprocessing import active_children, get_context
+from contextlib import contextmanager, nullcontext
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -96,9 +96,15 @@ class InProcessExecutor:
 
 
 def _pool_init(interruptible: bool = True) -> None:
+    import threading
+
     import torch
+    from tqdm import tqdm
 
     torch.set_num_threads(1)
+    # tqdm's default lock is a multiprocessing one; a worker stopped by Ctrl-C would leave it
+    # behind ("resource_tracker: ... leaked semaphore objects" after the sweep's last line)
+    tqdm.set_lock(threading.RLock())
     # Ctrl-C reaches every process of the terminal: a worker leaves at once and quietly (its
     # run has no summary, so the next invocation trains it), the parent reports the interrupt.
     # A worker starts with SIGINT ignored (`_started_ignoring_sigint`); a sweep that was
@@ -112,16 +118,37 @@ def _started_ignoring_sigint():
     """Processes spawned inside start with SIGINT ignored (an ignored signal survives exec,
     and Python keeps it), so a Ctrl-C while they import torch cannot print a traceback in
     each of them; the parent, whose own handler is back on leaving, stops them instead
-    (`PoolExecutor._collect`). Outside the main thread signals cannot be set: no change."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread
-        previous = None
+    (`PoolExecutor.map`). A Ctrl-C inside (milliseconds: one spawn per worker) is lost.
+    No change outside the main thread (signals cannot be set there) or when the handler was
+    not set from Python (`signal.getsignal` gives None: it could not be put back)."""
+    changed = False
+    if signal.getsignal(signal.SIGINT) is not None:
+        try:
+            previous, changed = signal.signal(signal.SIGINT, signal.SIG_IGN), True
+        except ValueError:  # not the main thread
+            pass
     try:
         yield
     finally:
-        if previous is not None:  # None: a handler not set from Python (left as it was)
+        if changed:
             signal.signal(signal.SIGINT, previous)
+
+
+class _RecordingContext:
+    """A multiprocessing context that remembers the processes it creates: the pool's workers,
+    and no other child of this process, are the ones to stop on Ctrl-C."""
+
+    def __init__(self, context) -> None:
+        self._context = context
+        self.processes: list = []
+
+    def Process(self, *args, **kwargs):  # noqa: N802 (the context's own name)
+        process = self._context.Process(*args, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def __getattr__(self, name: str):
+        return getattr(self._context, name)
 
 
 class PoolExecutor:
@@ -130,6 +157,10 @@ class PoolExecutor:
     Args:
         workers: processes (capped by the number of groups; a single group runs in
             this process, where spawning would only add start-up time).
+
+    Pitfall: when `map`'s iterator ends early (Ctrl-C, an error in the caller, `close()`),
+    groups not started are dropped and the workers are stopped; their runs have no summary,
+    so the next invocation trains them.
     """
 
     name = "pool"
@@ -142,34 +173,36 @@ class PoolExecutor:
         if workers <= 1:
             yield from InProcessExecutor().map(groups, out_dir)
             return
-        interruptible = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
-        before = set(active_children())
-        with _started_ignoring_sigint():  # spawn starts every worker at the first submit
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                       initializer=_pool_init, initargs=(interruptible,))
-            futures = {pool.submit(run_group_json, [spec_to_json(s) for s in g], str(out_dir)):
-                       (g, time.perf_counter()) for g in groups}
-        processes = [p for p in active_children() if p not in before]
-        with pool:
-            yield from self._collect(pool, futures, out_dir, processes)
-
-    @staticmethod
-    def _collect(pool, futures: dict, out_dir: Path, processes=()) -> Iterator[list[dict]]:
+        payloads = [[spec_to_json(s) for s in g] for g in groups]
+        context = _RecordingContext(get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_pool_init,
+                                   initargs=(signal.getsignal(signal.SIGINT) is not signal.SIG_IGN,))
+        futures = {}
         try:
-            for future in as_completed(futures):
-                group, start = futures[future]
-                try:
-                    result = future.result()
-                except Exception as err:  # a worker died: record it, the sweep goes on
-                    log.error("runs %s: worker failed: %s", [s.run_id for s in group], err)
-                    result = [_record_failure(s, out_dir, f"{type(err).__name__}: {err}", time.perf_counter() - start)
-                              for s in group]
-                yield result
+            for index, (group, payload) in enumerate(zip(groups, payloads)):
+                # a spawning pool starts one worker per submit until it has them all
+                with _started_ignoring_sigint() if index < workers else nullcontext():
+                    futures[pool.submit(run_group_json, payload, str(out_dir))] = (group, time.perf_counter())
+            yield from self._collect(futures, out_dir)
         except BaseException:  # Ctrl-C: groups not started yet are dropped, not run before exiting
             pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:  # a worker still starting ignored the Ctrl-C; one training left already
+            for process in context.processes:  # one still starting ignored the Ctrl-C; a training one has left
                 process.terminate()
             raise
+        finally:
+            pool.shutdown(wait=True)
+
+    @staticmethod
+    def _collect(futures: dict, out_dir: Path) -> Iterator[list[dict]]:
+        for future in as_completed(futures):
+            group, start = futures[future]
+            try:
+                result = future.result()
+            except Exception as err:  # a worker died: record it, the sweep goes on
+                log.error("runs %s: worker failed: %s", [s.run_id for s in group], err)
+                result = [_record_failure(s, out_dir, f"{type(err).__name__}: {err}", time.perf_counter() - start)
+                          for s in group]
+            yield result
 
 
 def _import_ray():

@@ -71,6 +71,7 @@ class _RunView:
     summary: dict
     trained: _ChainState
     init: _ChainState  # the same config and seed as built, before training: the chance level
+    init_is_own_start: bool  # False: trained on a GPU, rebuilt on the CPU (another draw)
     sensitivity: list[PermutationSensitivity]
     n_samples: int
     layer_names: list[str]  # conv0, ..., linear0, ... (`UnitChain.names`)
@@ -96,11 +97,23 @@ def _sensitivity_stream(name: str) -> str:
     return f"permutation-sensitivity/{name.removeprefix('linear') if name.startswith('linear') else name}"
 
 
+def _untrained(config: RunConfig, summary: dict, input_shape, num_classes) -> tuple[torch.nn.Module, bool]:
+    """The run's network before training, on the CPU, and whether it is the run's own start:
+    a CUDA generator draws another sequence than the CPU's, so a run trained on a GPU is
+    rebuilt there when this machine has one, else it is another draw of the same config."""
+    device = str((summary.get("provenance") or {}).get("device", "cpu"))
+    on_gpu = device.startswith("cuda")
+    exact = device == "cpu" or (on_gpu and torch.cuda.is_available())
+    build_on = torch.device("cuda" if on_gpu and exact else "cpu")
+    model = build_run_model(config, input_shape, num_classes, build_on, dense=True)
+    return model.to("cpu").eval(), exact
+
+
 def _view(run_dir: Path, summary: dict, cache: dict, samples: int) -> _RunView:
     folder = RunFolder(run_dir)
     config = RunConfig.model_validate(folder.read_config())
     x, y, input_shape, num_classes = _test_subset(config, cache, samples)
-    model = build_run_model(config, input_shape, num_classes, torch.device("cpu"), dense=True).eval()
+    model, own_start = _untrained(config, summary, input_shape, num_classes)
     init = _chain_state(model, x)
     model.load_state_dict(folder.read_weights())
     chain = unit_chain(model)
@@ -108,7 +121,7 @@ def _view(run_dir: Path, summary: dict, cache: dict, samples: int) -> _RunView:
     for index, (layer, name) in enumerate(zip(chain.layers[:-1], chain.names)):
         perm = torch.randperm(layer.weight.shape[0], generator=make_generator(config.seed, _sensitivity_stream(name)))
         sensitivity.append(permutation_sensitivity(model, x, y, index, perm))
-    return _RunView(summary, _chain_state(model, x), init, sensitivity, len(x), chain.names, chain.paths)
+    return _RunView(summary, _chain_state(model, x), init, own_start, sensitivity, len(x), chain.names, chain.paths)
 
 
 def _same_shapes(a: list, b: list) -> bool:
@@ -189,6 +202,11 @@ def _layer_note(views) -> str:
         note += (" A convolution's units are its output channels: a channel's filter is matched as one vector, "
                  "moves with its bias and BatchNorm, and carries the next layer's input channels (or its block "
                  "of flattened inputs) along; its CKA reads the stage's output after pooling.")
+    elsewhere = sum(not v.init_is_own_start for v in views)
+    if elsewhere:
+        note += (f" {elsewhere} run(s) trained on a GPU were rebuilt untrained on the CPU, whose random draws differ "
+                 "from the GPU's: their at-init values are another draw of the same config, not those runs' own "
+                 "start (a machine with a GPU rebuilds them exactly).")
     return note
 
 

@@ -1,6 +1,7 @@
 """Spatial clustering statistics: spatial variance on hand-made maps, class-mean maps, Welch tests."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -97,6 +98,16 @@ def test_welch_matches_scipy(a, b):
     assert ours.statistic == pytest.approx(ref.statistic, rel=1e-9, abs=1e-12)
     assert ours.p == pytest.approx(ref.pvalue, rel=1e-7, abs=1e-12)
     assert ours.df == pytest.approx(ref.df, rel=1e-9)
+
+
+def test_welch_of_constant_samples_is_undefined_and_one_constant_side_is_exact():
+    both = welch_t_test([0.1] * 3, [0.11] * 5)  # numpy's mean of [0.1] * 3 is 0.10000000000000002
+    assert math.isnan(both.statistic) and math.isnan(both.p)
+    one = welch_t_test([0.1] * 3, [0.1, 0.2, 0.3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy's "precision loss" on the constant side
+        ref = stats.ttest_ind([0.1] * 3, [0.1, 0.2, 0.3], equal_var=False)
+    assert one.statistic == pytest.approx(ref.statistic) and one.p == pytest.approx(ref.pvalue)
 
 
 def test_welch_needs_two_finite_values_per_side():

@@ -183,3 +183,31 @@ def test_runs_trained_on_a_gpu_are_said_to_be_rebuilt_as_another_draw(twins, tmp
     build_report(out)
     assert "1 run(s) trained on a GPU were rebuilt untrained on the CPU" in (out / "table.md").read_text()
     assert "trained on a GPU" not in (runs[0].path.parent.parent / "table.md").read_text()
+
+
+def test_an_mlps_sensitivity_shuffles_are_the_streams_they_always_were(twins):
+    """linearN's shuffle is drawn from `permutation-sensitivity/N`, as before convolutions
+    joined the chain (they draw from `.../convN`): reports of older MLP folders reproduce."""
+    from wiringlab.analysis.permutation import permutation_sensitivity
+    from wiringlab.data import load_dataset
+    from wiringlab.engine import to_device_data
+    from wiringlab.seeding import make_generator
+
+    _, runs, _ = twins
+    with open(runs[0].path.parent.parent / "permutation_sensitivity.csv", newline="") as f:
+        reported = {(int(r["seed"]), r["layer"]): float(r["acc_shuffled"]) for r in csv.DictReader(f)}
+
+    def shuffled(seed: int, layer: int, stream: str) -> float:
+        config = RunConfig.model_validate(runs[seed].read_config())
+        data = to_device_data(load_dataset("synthetic", **config.data.options), config.data, torch.device("cpu"))
+        model = build_run_model(config, (6,), 3, torch.device("cpu"), dense=True).eval()
+        model.load_state_dict(runs[seed].read_weights())
+        perm = torch.randperm((10, 7)[layer], generator=make_generator(seed, stream))
+        return permutation_sensitivity(model, data.x_test, data.y_test, layer, perm).shuffled
+
+    cases = [(seed, layer) for seed in (0, 2) for layer in (0, 1)]
+    for seed, layer in cases:
+        expected = shuffled(seed, layer, f"permutation-sensitivity/{layer}")
+        assert reported[seed, f"linear{layer}"] == pytest.approx(expected)
+    other = [shuffled(seed, layer, f"permutation-sensitivity/linear{layer}") for seed, layer in cases]
+    assert other != [reported[seed, f"linear{layer}"] for seed, layer in cases]  # the stream shows in the numbers

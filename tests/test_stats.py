@@ -274,3 +274,11 @@ def test_welch_tests_small_spreads_that_are_not_rounding(a, b):
         warnings.simplefilter("ignore")  # scipy's, on the constant side of the oracle
         expected = sps.ttest_ind(a, b, equal_var=False).pvalue
     assert welch_test(a, b).p == pytest.approx(expected) and welch_test(a, b).p < 0.01
+
+
+def test_welch_of_two_constant_samples_is_undefined_whatever_their_values():
+    from wiringlab.report.stats import welch_test
+
+    for value in (0.1, 0.7, 0.41000000000000003):  # numpy's mean of [v] * 3 is not v for these
+        result = welch_test([value] * 3, [value * 1.1] * 5)
+        assert math.isnan(result.p) and result.difference == pytest.approx(-0.1 * value)

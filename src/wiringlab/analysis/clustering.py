@@ -157,11 +157,14 @@ def welch_t_test(a, b) -> WelchResult:
     nan = WelchResult(math.nan, math.nan, math.nan, mean_x, mean_y, len(x), len(y))
     if len(x) < 2 or len(y) < 2:
         return nan
-    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    # a constant sample's variance is exactly 0 (numpy's mean of [0.1] * 3 is not 0.1, and its
+    # var would be 3e-34: a t of 1e15 between two constant samples)
+    vx, vy = (float(v.var(ddof=1)) / len(v) if np.ptp(v) > 0 else 0.0 for v in (x, y))
     if vx + vy == 0:
         return nan
     t = (mean_x - mean_y) / math.sqrt(vx + vy)
-    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    share_x, share_y = vx / (vx + vy), vy / (vx + vy)  # as shares: squares of tiny variances do not underflow
+    df = 1.0 / (share_x**2 / (len(x) - 1) + share_y**2 / (len(y) - 1))
     p = float(2.0 * sps.t.sf(abs(t), df))
     return WelchResult(float(t), p, float(df), mean_x, mean_y, len(x), len(y))
 

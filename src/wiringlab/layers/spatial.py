@@ -82,6 +82,8 @@ class SpatialLinear(nn.Linear):
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         factory = {"device": self.weight.device, "dtype": self.weight.dtype}
         shape = (out_features, in_features)
+        if isinstance(geometry, torch.Tensor) and tuple(geometry.shape) != shape:  # also when no kernel reads it
+            raise ValueError(f"distance matrix of shape {tuple(geometry.shape)}; the layer needs {shape}")
         self.schedule = None
         if isinstance(kernel, (str, KernelSpec)):
             kernel = Static(KernelSpec(kernel) if isinstance(kernel, str) else kernel)

@@ -94,7 +94,7 @@ def _chain_state(model: torch.nn.Module, x: torch.Tensor) -> _ChainState:
 def _sensitivity_stream(name: str) -> str:
     """The generator stream of a layer's shuffle: linear layers keep the index they had
     before convolutions joined the chain (`permutation-sensitivity/0` for linear0)."""
-    return f"permutation-sensitivity/{name.removeprefix('linear') if name.startswith('linear') else name}"
+    return f"permutation-sensitivity/{name.removeprefix('linear')}"
 
 
 def _untrained(config: RunConfig, summary: dict, input_shape, num_classes) -> tuple[torch.nn.Module, bool]:

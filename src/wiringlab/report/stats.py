@@ -8,11 +8,12 @@ returns NaN rather than a misleading number.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
+
+from ..analysis.clustering import welch_t_test
 
 __all__ = ["Summary", "Comparison", "summarize", "welch_test", "holm"]
 
@@ -86,14 +87,8 @@ def welch_test(a, b) -> Comparison:
         return Comparison(diff, math.nan, math.nan)
     scale = float(max(np.abs(x).max(), np.abs(y).max()))
     x, y = _flatten_rounding(x, scale), _flatten_rounding(y, scale)
-    if np.ptp(x) == 0 and np.ptp(y) == 0:  # no variance on either side: t is undefined
-        return Comparison(diff, math.nan, math.nan)
-    with warnings.catch_warnings():
-        # a constant side is exact (variance 0: Welch uses the other's), yet scipy warns of
-        # "catastrophic cancellation" there; the other side's spread is far above rounding
-        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
-        result = sps.ttest_ind(x, y, equal_var=False)
-    return Comparison(diff, float(result.statistic), float(result.pvalue))
+    result = welch_t_test(x, y)  # NaN when neither side varies: t is undefined
+    return Comparison(diff, result.statistic, result.p)
 
 
 def holm(p_values) -> list[float]:

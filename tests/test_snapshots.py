@@ -44,9 +44,33 @@ def test_chosen_epochs_and_layers_only(tmp_path):
 
 def test_layer_choice_and_errors(tmp_path):
     model = _model()
-    assert snapshot_layers(model, "all") == [0, 1, 2] and snapshot_layers(model, "hidden") == [0, 1]
+    assert snapshot_layers(model, "all") == ["linear0", "linear1", "linear2"]
+    assert snapshot_layers(model, "hidden") == ["linear0", "linear1"] and snapshot_layers(model, [2, 0]) == [
+        "linear0", "linear2"]
     with pytest.raises(ValueError, match=r"\[3\] out of range.*2: \(4, 8\)"):
         snapshot_layers(model, [3])
     with pytest.raises(ValueError, match="directory="):
         train(model, blob_data(n_train=64, n_test=32), CFG, seed=0, callbacks=[SnapshotCallback()])
     assert read_snapshots(tmp_path / "missing") == []
+
+
+def test_a_lenets_convolutions_are_hidden_layers_and_in_the_effective_weights(tmp_path):
+    from wiringlab.experiment.config import LeNetConfig
+    from wiringlab.experiment.execute import effective_weights
+
+    model = init_parameters_(build_model(LeNetConfig(hidden=[10], channels=(3, 4)), (1, 16, 16), 4),
+                             make_generator(0, "init"))
+    assert snapshot_layers(model, "hidden") == ["conv0", "conv1", "linear0"]
+    assert snapshot_layers(model, "all") == ["conv0", "conv1", "linear0", "linear1"]
+    assert snapshot_layers(model, [0]) == ["linear0"]  # indices stay those of linear_layers
+    from wiringlab.engine import DeviceData
+
+    blobs = blob_data(n_train=64, n_test=32, dim=256, classes=4)
+    data = DeviceData(blobs.x_train.view(-1, 1, 16, 16), blobs.y_train, blobs.x_test.view(-1, 1, 16, 16),
+                      blobs.y_test, (1, 16, 16), 4)
+    train(model, data, CFG, seed=0, callbacks=[SnapshotCallback()], run_dir=tmp_path)
+    _, last = read_snapshots(tmp_path / "snapshots")[-1]
+    assert last["conv0"].shape == (3, 1, 5, 5) and torch.equal(last["conv0"], model.features[0].weight.detach())
+    final = effective_weights(model)
+    assert list(final) == ["conv0", "conv1", "linear0", "linear1"]
+    assert all(torch.equal(tensor, final[name]) for name, tensor in last.items())

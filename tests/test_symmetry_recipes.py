@@ -96,3 +96,15 @@ def test_bad_analysis_and_snapshot_keys_are_named(text, key, tmp_path, capsys):
     path.write_text(text)
     assert main(["run", str(path), "--dry-run", "--out", str(tmp_path / "o")]) == 2
     assert key in capsys.readouterr().err
+
+
+def test_a_cnns_filters_get_the_within_network_analysis_too(tmp_path):
+    """Snapshots of a LeNet hold its convolutions (hidden layers too), and the symmetry
+    section reports their filters' pairwise cosines."""
+    path = ROOT / "recipes" / "symmetry" / "cross_seed_cnn.yaml"
+    assert main(["run", str(path), "--out", str(tmp_path), *SMALL, "--set", "model.channels=[3, 4]",
+                 "--set", "snapshots={epochs: all, layers: hidden}"]) == 0
+    rows = _rows(tmp_path / "symmetry.csv")
+    assert {r["layer"] for r in rows} == {"conv0", "conv1", "linear0", "linear1"}
+    assert {int(r["units"]) for r in rows if r["layer"] == "conv1"} == {4}
+    assert "| conv0 | 3 | 0 |" in (tmp_path / "table.md").read_text()

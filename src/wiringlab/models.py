@@ -14,8 +14,8 @@ from torch import nn
 
 from .layers import LayerSite, SeededDropout, make_linear
 
-__all__ = ["build_model", "MLP", "LeNet", "linear_layers", "hidden_linear_layers", "run_with_hooks", "linear_layer_configs",
-           "prior_block"]
+__all__ = ["build_model", "MLP", "LeNet", "linear_layers", "named_weight_layers", "hidden_linear_layers",
+           "run_with_hooks", "linear_layer_configs", "prior_block"]
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -157,9 +157,27 @@ def build_model(config, input_shape, num_classes, *, device=None, dtype=None) ->
     return _MODELS[config.kind](config, input_shape, num_classes, device=device, dtype=dtype)
 
 
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
 def linear_layers(model: nn.Module) -> list[nn.Linear]:
     """All `nn.Linear` (and subclass) modules of `model`, in forward order."""
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def named_weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """("conv0", module), …, ("linear0", module), …: every convolution (1-, 2- or 3-d) and
+    linear layer of `model` in registration order, numbered per kind, so "linearN" is
+    `linear_layers(model)[N]`. The keys of snapshots, effective_weights.safetensors and the
+    permutation analyses' layers."""
+    counts = {"conv": 0, "linear": 0}
+    named = []
+    for module in model.modules():
+        kind = "linear" if isinstance(module, nn.Linear) else "conv" if isinstance(module, _CONVS) else None
+        if kind is not None:
+            named.append((f"{kind}{counts[kind]}", module))
+            counts[kind] += 1
+    return named
 
 
 def prior_block(model: nn.Module) -> nn.Sequential | None:

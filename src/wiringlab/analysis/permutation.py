@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..layers import effective_weight
-from ..models import run_with_hooks
+from ..models import named_weight_layers, run_with_hooks
 from .similarity import permute_inputs
 
 __all__ = ["NotAChainError", "UnitChain", "chain_layers", "unit_chain", "chain_weights", "chain_unit_extras",
@@ -78,16 +78,6 @@ def chain_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return found
 
 
-def _names(layers: list[nn.Module]) -> list[str]:
-    counts = {"conv": 0, "linear": 0}
-    names = []
-    for layer in layers:
-        kind = "linear" if isinstance(layer, nn.Linear) else "conv"
-        names.append(f"{kind}{counts[kind]}")
-        counts[kind] += 1
-    return names
-
-
 def _check_links(layers: list[nn.Module], names: list[str]) -> None:
     for index, (layer, following) in enumerate(zip(layers, layers[1:])):
         out, fan_in = layer.weight.shape[0], following.weight.shape[1]
@@ -112,7 +102,8 @@ def unit_chain(model: nn.Module) -> UnitChain:
         raise ValueError("permutation analyses edit (out, in) weight rows; a layer stores its weight "
                          "compressed (CSR): build the model with csr_threshold: null "
                          "(execute.build_run_model(..., dense=True)) and load the weights into it")
-    names = _names(layers)
+    names_by_id = {id(module): name for name, module in named_weight_layers(model)}
+    names = [names_by_id[id(layer)] for layer in layers]
     _check_links(layers, names)
     norms = _norm_after(model)
     return UnitChain(layers, [norms.get(id(layer)) for layer in layers], names, paths)

@@ -1,9 +1,9 @@
 """Weight snapshots: the effective weights of chosen layers at chosen epochs, on disk.
 
 `SnapshotCallback` writes ``<run>/snapshots/epoch_NNN.safetensors`` (epoch 0 = at
-initialisation, before the first step) holding ``{"linear<i>": W_eff}`` for the chosen
-indices i among `linear_layers(model)` — the same keys as the run's
-effective_weights.safetensors. The within-network symmetry analysis
+initialisation, before the first step) holding ``{"conv<i>" or "linear<i>": W_eff}`` for the
+chosen layers (`snapshot_layers`; a LeNet's convolutions are hidden layers too) — the same
+keys as the run's effective_weights.safetensors. The within-network symmetry analysis
 (`wiringlab.analysis.symmetry`) reads them back with `read_snapshots`.
 
 Cost: one `effective_weight()` per chosen layer, a device→CPU copy and one file write
@@ -36,38 +36,39 @@ def snapshot_path(directory: Path, epoch: int) -> Path:
     return Path(directory) / f"epoch_{epoch:03d}.safetensors"
 
 
-def snapshot_layers(model: nn.Module, layers: str | Sequence[int] = "hidden") -> list[int]:
-    """Resolve a layer choice to indices among `linear_layers(model)`.
+def snapshot_layers(model: nn.Module, layers: str | Sequence[int] = "hidden") -> list[str]:
+    """Resolve a layer choice to snapshot keys (`models.named_weight_layers`).
 
     Args:
         model: the model.
-        layers: "hidden" (every linear layer but the classifier), "all", or indices.
+        layers: "hidden" (every convolution and linear layer but the classifier, the last
+            linear layer), "all", or indices among `linear_layers(model)`.
 
     Returns:
-        Sorted distinct indices.
+        Keys such as "conv0", "linear1", in registration order.
 
     Raises:
         ValueError: an index is out of range (the message lists the model's layers).
     """
-    from ..models import linear_layers
+    from ..models import linear_layers, named_weight_layers
 
-    found = linear_layers(model)
+    named, found = named_weight_layers(model), linear_layers(model)
     if layers == "all":
-        return list(range(len(found)))
+        return [name for name, _ in named]
     if layers == "hidden":
-        return list(range(len(found) - 1))
+        return [name for name, module in named if not (found and module is found[-1])]
     bad = [i for i in layers if not 0 <= i < len(found)]
     if bad:
         shapes = ", ".join(f"{i}: {tuple(m.weight.shape)}" for i, m in enumerate(found))
         raise ValueError(f"snapshots.layers {bad} out of range; this model's linear layers are {{{shapes}}}")
-    return sorted(set(layers))
+    return [f"linear{i}" for i in sorted(set(layers))]
 
 
 class SnapshotCallback(Callback):
     """Save effective weights of chosen layers at chosen epochs.
 
     Args:
-        layers: "hidden", "all", or indices among `linear_layers(model)`.
+        layers: "hidden", "all" (convolutions included), or indices among `linear_layers(model)`.
         epochs: "all" (init and every epoch) or the epochs completed after which to save
             (0 = at initialisation). Epochs beyond training are ignored.
         directory: where to write; default ``state.run_dir / "snapshots"``.
@@ -81,7 +82,7 @@ class SnapshotCallback(Callback):
         self.layers = layers
         self.epochs = epochs if epochs == "all" else set(int(e) for e in epochs)
         self.directory = Path(directory) if directory is not None else None
-        self._indices: list[int] = []
+        self._names: list[str] = []
 
     def _wanted(self, epoch: int) -> bool:
         return self.epochs == "all" or epoch in self.epochs
@@ -90,10 +91,10 @@ class SnapshotCallback(Callback):
     def _save(self, state: TrainState) -> None:
         from safetensors.torch import save
 
-        from ..models import linear_layers
+        from ..models import named_weight_layers
 
-        found = linear_layers(state.model)
-        tensors = {f"linear{i}": effective_weight(found[i]).detach().float().cpu().contiguous() for i in self._indices}
+        modules = dict(named_weight_layers(state.model))
+        tensors = {name: effective_weight(modules[name]).detach().float().cpu().contiguous() for name in self._names}
         metadata = {"epoch": str(state.epoch), "step": str(state.step), "format": "wiringlab-snapshot-1"}
         atomic_write_bytes(snapshot_path(self.directory, state.epoch), save(tensors, metadata=metadata))
 
@@ -102,7 +103,7 @@ class SnapshotCallback(Callback):
             if state.run_dir is None:
                 raise ValueError("SnapshotCallback needs a folder: pass directory=... or train with run_dir=...")
             self.directory = Path(state.run_dir) / SNAPSHOT_DIR
-        self._indices = snapshot_layers(state.model, self.layers)
+        self._names = snapshot_layers(state.model, self.layers)
         if self._wanted(0):
             self._save(state)
 
@@ -112,7 +113,7 @@ class SnapshotCallback(Callback):
 
 
 def read_snapshots(directory: Path) -> list[tuple[int, dict[str, torch.Tensor]]]:
-    """Every snapshot in `directory` as (epoch, {"linear<i>": W_eff}), sorted by epoch.
+    """Every snapshot in `directory` as (epoch, {"conv<i>"/"linear<i>": W_eff}), sorted by epoch.
 
     Returns an empty list when the folder does not exist (a run without snapshots).
     """

@@ -303,7 +303,8 @@ class SnapshotConfig(StrictModel):
     """Save effective weights during training into `<run>/snapshots/epoch_NNN.safetensors`."""
 
     epochs: Union[Literal["all"], list[Annotated[int, Field(ge=0)]]] = "all"  # epochs completed; 0 = at init
-    # "hidden" (all but the classifier), "all", or indices among linear_layers(model), 0 = first
+    # "hidden" (every conv and linear layer but the classifier), "all", or indices among
+    # linear_layers(model), 0 = first
     layers: Union[Literal["hidden", "all"], list[Annotated[int, Field(ge=0)]]] = "hidden"
 
 

@@ -19,7 +19,7 @@ from ..data import load_dataset
 from ..engine import to_device_data, train
 from ..init import init_parameters_
 from ..layers import effective_weight
-from ..models import build_model, linear_layers
+from ..models import build_model, linear_layers, named_weight_layers
 from ..seeding import make_generator
 from .layer_config import layer_config_nodes
 from .locality_hooks import locality_penalties
@@ -117,9 +117,10 @@ def build_penalties(config, model) -> list:
 
 @torch.no_grad()
 def effective_weights(model) -> dict[str, torch.Tensor]:
-    """{"linear0": W_eff, "linear1": ...}: what each linear layer computes with, in forward
-    order. Analyses across runs read these without rebuilding the models."""
-    return {f"linear{i}": effective_weight(layer) for i, layer in enumerate(linear_layers(model))}
+    """{"conv0": W_eff, …, "linear0": W_eff, …}: what each convolution and linear layer
+    computes with (`models.named_weight_layers`). Analyses across runs read these without
+    rebuilding the models."""
+    return {name: effective_weight(layer) for name, layer in named_weight_layers(model)}
 
 
 def _summary(spec: RunSpec, result, device, wall: float) -> dict:

@@ -1,6 +1,7 @@
 """Small builders shared by tests."""
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,3 +37,14 @@ def assert_same_as_linear(plain, layer, x) -> None:
     y_plain.square().sum().backward()
     y_layer.square().sum().backward()
     assert torch.equal(plain.weight.grad, layer.weight.grad) and torch.equal(plain.bias.grad, layer.bias.grad)
+
+
+def run_recipe(folder: Path, text: str, *options: str) -> tuple[Path, Path]:
+    """Write `text` as folder/recipe.yaml and `wiringlab run` it into folder/out with
+    `options`; the run must succeed. Returns (recipe path, results folder)."""
+    from wiringlab.cli import main
+
+    recipe, out = Path(folder) / "recipe.yaml", Path(folder) / "out"
+    recipe.write_text(text)
+    assert main(["run", str(recipe), "--out", str(out), *options]) == 0
+    return recipe, out

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from helpers import run_recipe
 from wiringlab.cli import main
 from wiringlab.experiment.store import RunFolder
 
@@ -24,11 +25,8 @@ seeds: [0, 1]
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A results folder of 4 finished runs (2 configs x 2 seeds) and its recipe; read-only."""
-    root = tmp_path_factory.mktemp("report-errors")
-    recipe = root / "tiny.yaml"
-    recipe.write_text(RECIPE)
-    assert main(["run", str(recipe), "--out", str(root / "out")]) == 0
-    return root / "out", recipe
+    recipe, out = run_recipe(tmp_path_factory.mktemp("report-errors"), RECIPE)
+    return out, recipe
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from helpers import run_recipe
 from wiringlab.cli import main
 from wiringlab.experiment.store import RunFolder
 from wiringlab.report import build as report_build
@@ -117,9 +118,7 @@ def _rows(path):
 def test_table_says_which_runs_it_leaves_out(tmp_path, capsys):
     """Seeds 0 1, then seed 2 into the same folder: the table shows the second invocation's
     runs and counts the first's; a run of it without a summary is counted as unfinished."""
-    recipe, out = tmp_path / "tiny.yaml", tmp_path / "out"
-    recipe.write_text(RECIPE)
-    assert main(["run", str(recipe), "--out", str(out), "--seeds", "0", "1"]) == 0
+    recipe, out = run_recipe(tmp_path, RECIPE, "--seeds", "0", "1")
     first = (out / "table.md").read_text()
     assert "not in this table" not in first and "not finished" not in first
     assert "(stack share) |" in first and "± 0.0000 [" not in first  # 4 runs, one stack
@@ -149,10 +148,7 @@ def test_table_says_which_runs_it_leaves_out(tmp_path, capsys):
 
 
 def test_outputs_of_an_earlier_invocation_are_removed_and_a_users_files_kept(tmp_path):
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(RECIPE)
-    out = tmp_path / "out"
-    assert main(["run", str(recipe), "--out", str(out)]) == 0  # two seeds: the cross-seed analyses
+    recipe, out = run_recipe(tmp_path, RECIPE)  # two seeds: the cross-seed analyses
     assert (out / "similarity.csv").is_file() and (out / "figures" / "overfitting_lr-0.05.png").is_file()
     (out / "figures" / "mine.png").write_bytes(b"a figure the report did not write")
     assert main(["run", str(recipe), "--out", str(out), "--seeds", "0", "--set", "train.optimizer.lr=0.1"]) == 0

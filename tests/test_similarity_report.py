@@ -7,9 +7,9 @@ import csv
 import pytest
 import torch
 
+from helpers import run_recipe
 from wiringlab.analysis.permutation import chain_unit_extras, chain_weights
 from wiringlab.analysis.similarity import weight_similarity
-from wiringlab.cli import main
 from wiringlab.experiment.config import RunConfig
 from wiringlab.experiment.execute import build_run_model
 from wiringlab.experiment.store import RunFolder
@@ -50,15 +50,12 @@ def _cosine(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory):
     """A results folder where seed 1 is seed 0 with permuted units; seed 2 is trained."""
-    out = tmp_path_factory.mktemp("twins")
-    recipe = out / "twins.yaml"
-    recipe.write_text(RECIPE)
-    assert main(["run", str(recipe), "--out", str(out / "res")]) == 0
-    runs = {RunFolder(d).read_summary()["seed"]: RunFolder(d) for d in (out / "res" / "runs").iterdir()}
+    _, out = run_recipe(tmp_path_factory.mktemp("twins"), RECIPE)
+    runs = {RunFolder(d).read_summary()["seed"]: RunFolder(d) for d in (out / "runs").iterdir()}
     first = runs[0].read_weights()
     runs[1].write_weights(_permuted(first, torch.Generator().manual_seed(5)))
-    build_report(out / "res")
-    with open(out / "res" / "similarity.csv", newline="") as f:
+    build_report(out)
+    with open(out / "similarity.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     return first, runs, rows
 
@@ -153,9 +150,8 @@ analysis: {similarity: {across_configs: true}}
 
 
 def test_across_configs_a_lenet_and_an_mlp_are_compared_layer_by_name(tmp_path):
-    (tmp_path / "mixed.yaml").write_text(MIXED)
-    assert main(["run", str(tmp_path / "mixed.yaml"), "--out", str(tmp_path / "res")]) == 0
-    with open(tmp_path / "res" / "similarity.csv", newline="") as f:
+    _, out = run_recipe(tmp_path, MIXED)
+    with open(out / "similarity.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     across = [r for r in rows if " vs " in r["group"]]
     assert len(across) == 4 * 3  # 4 pairs x (linear0, linear1, all): the MLP has no conv0

@@ -157,7 +157,8 @@ def build_model(config, input_shape, num_classes, *, device=None, dtype=None) ->
     return _MODELS[config.kind](config, input_shape, num_classes, device=device, dtype=dtype)
 
 
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONV_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+WEIGHT_LAYERS = (nn.Linear, *CONV_LAYERS)  # what `named_weight_layers` lists
 
 
 def linear_layers(model: nn.Module) -> list[nn.Linear]:
@@ -173,7 +174,7 @@ def named_weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     counts = {"conv": 0, "linear": 0}
     named = []
     for module in model.modules():
-        kind = "linear" if isinstance(module, nn.Linear) else "conv" if isinstance(module, _CONVS) else None
+        kind = "linear" if isinstance(module, nn.Linear) else "conv" if isinstance(module, CONV_LAYERS) else None
         if kind is not None:
             named.append((f"{kind}{counts[kind]}", module))
             counts[kind] += 1

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..layers import effective_weight
-from ..models import named_weight_layers, run_with_hooks
+from ..models import CONV_LAYERS, WEIGHT_LAYERS, named_weight_layers, run_with_hooks
 from .similarity import permute_inputs
 
 __all__ = ["NotAChainError", "UnitChain", "chain_layers", "unit_chain", "chain_weights", "chain_unit_extras",
@@ -30,7 +30,6 @@ __all__ = ["NotAChainError", "UnitChain", "chain_layers", "unit_chain", "chain_w
            "permutation_sensitivity"]
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 class NotAChainError(ValueError):
@@ -70,10 +69,10 @@ def chain_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
         if isinstance(module, nn.modules.conv._ConvTransposeNd):
             raise NotAChainError(f"`{path}` is a transposed convolution; permutation analyses handle "
                                  "Conv1d/2d/3d and linear layers")
-        if isinstance(module, _CONVS) and module.groups != 1:
+        if isinstance(module, CONV_LAYERS) and module.groups != 1:
             raise NotAChainError(f"`{path}` is a grouped convolution (groups={module.groups}); its channels "
                                  "cannot be permuted one by one")
-        if isinstance(module, (nn.Linear, *_CONVS)):
+        if isinstance(module, WEIGHT_LAYERS):
             found.append((path, module))
     return found
 
@@ -81,7 +80,7 @@ def chain_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def _check_links(layers: list[nn.Module], names: list[str]) -> None:
     for index, (layer, following) in enumerate(zip(layers, layers[1:])):
         out, fan_in = layer.weight.shape[0], following.weight.shape[1]
-        reads_units = fan_in == out if isinstance(following, _CONVS) else fan_in % out == 0
+        reads_units = fan_in == out if isinstance(following, CONV_LAYERS) else fan_in % out == 0
         if not reads_units:
             raise NotAChainError(f"{names[index]} and {names[index + 1]} do not form a chain ({out} units feed "
                                  f"{fan_in} inputs); permutation analyses need layer l+1 to read layer l")
@@ -204,7 +203,7 @@ def _unit_buffers(layer: nn.Module, further: Sequence[str]) -> list[torch.Tensor
 
 
 def _holds_chain_layer(module: nn.Module) -> bool:
-    return any(isinstance(m, (nn.Linear, *_CONVS)) for m in module.modules())
+    return any(isinstance(m, WEIGHT_LAYERS) for m in module.modules())
 
 
 def _units_output(model: nn.Module, layer: nn.Module) -> nn.Module:

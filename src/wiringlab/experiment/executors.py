@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager, nullcontext
@@ -96,8 +97,6 @@ class InProcessExecutor:
 
 
 def _pool_init(interruptible: bool = True) -> None:
-    import threading
-
     import torch
     from tqdm import tqdm
 

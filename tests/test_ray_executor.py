@@ -282,7 +282,7 @@ def test_an_interrupted_ray_sweep_cancels_the_tasks_it_sent(monkeypatch, tmp_pat
     writing runs after the sweep's lock is released. A fake `ray` module records the calls."""
     from types import SimpleNamespace
 
-    from wiringlab.experiment import executors
+    from wiringlab.experiment import ray_executor
 
     cancelled, refs = [], iter(range(100))
 
@@ -298,7 +298,7 @@ def test_an_interrupted_ray_sweep_cancels_the_tasks_it_sent(monkeypatch, tmp_pat
 
     fake = SimpleNamespace(is_initialized=lambda: True, remote=lambda f: Remote(), cluster_resources=lambda: {},
                            wait=interrupted_wait, cancel=lambda ref, force: cancelled.append((ref, force)))
-    monkeypatch.setattr(executors, "_import_ray", lambda: fake)
+    monkeypatch.setattr(ray_executor, "import_ray", lambda: fake)
     recipe = load_recipe(QUICKSTART)
     groups = [[s] for s in expand(recipe, str(QUICKSTART), seeds=[0])]
     with pytest.raises(KeyboardInterrupt):

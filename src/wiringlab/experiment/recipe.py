@@ -34,6 +34,7 @@ from .config import ADDED_DEFAULTS, ADDED_LAYER_DEFAULTS, PRESENTATION_ONLY, Ana
 from .errors import ConfigError, format_validation_error, validation_problems
 from .inert import check_inert_settings
 from .layer_config import layer_config_nodes
+from .overrides import config_tree, get_dotted, parse_override, set_dotted, split_overrides
 
 __all__ = ["Recipe", "RunSpec", "load_recipe", "expand", "effective_baseline", "run_id", "parse_override", "set_dotted"]
 
@@ -75,40 +76,6 @@ class RunSpec:
     seed: int
     config: RunConfig
     axes: dict  # the grid/zip values that define this config, by dotted key
-
-
-def set_dotted(tree: dict, key: str, value: Any) -> None:
-    """Set `tree[a][b][c] = value` for key "a.b.c", creating dicts where nothing (or None) is.
-
-    Raises:
-        ConfigError: a key on the way holds something else (a scalar, a list), which
-            replacing by a mapping would throw away.
-    """
-    parts = key.split(".")
-    node = tree
-    for depth, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise ConfigError(f"{key} lies inside {'.'.join(parts[:depth + 1])}, which is {child!r}, not a mapping")
-        node = child
-    node[parts[-1]] = copy.deepcopy(value)
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Parse "key=value" with the value read as YAML (so 0.1, [64, 64], true work)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected key=value, e.g. train.epochs=5")
-    key, raw = text.split("=", 1)
-    if not key.strip() or "" in key.strip().split("."):
-        raise ConfigError(f"--set {text!r}: the key before = is empty or has an empty part; e.g. train.epochs=5")
-    try:
-        return key.strip(), yaml.safe_load(raw)
-    except yaml.YAMLError as err:
-        problem = getattr(err, "problem", None) or err
-        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({problem}); quote lists and mappings "
-                          "for the shell, e.g. --set 'model.hidden=[64, 64]'") from None
 
 
 def run_id(config: RunConfig, label: str) -> str:
@@ -212,53 +179,13 @@ def _check_seeds(seeds: list[int], source: str) -> None:
     _no_repeat([str(seed) for seed in seeds], f"{source}: seeds: seed", "each seed is one run of every config")
 
 
-def _enclosing_axis(key: str, axes: list[str]) -> str | None:
-    """The longest axis key that `key` lies inside ("evolution" for "evolution.zeta")."""
-    inside = [axis for axis in axes if key.startswith(axis + ".")]
-    return max(inside, key=len) if inside else None
-
-
-def _get_dotted(tree: dict, key: str) -> Any:
-    node: Any = tree
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-def _split_overrides(recipe: Recipe, overrides) -> tuple[dict, list[tuple[str, str, Any]]]:
-    """Apply `overrides` to the recipe's axes and base (in place on `recipe`). Returns the
-    new base and the overrides of keys inside an axis' values, (axis, key, value)."""
-    base, inside = copy.deepcopy(recipe.base), []
-    for key, value in overrides:
-        if key == "seed":
-            raise ConfigError("--set seed: the seeds come from --seeds (or the recipe's `seeds`)")
-        recipe.grid.pop(key, None)
-        recipe.zip.pop(key, None)
-        inner = [axis for axis in (*recipe.grid, *recipe.zip) if axis.startswith(key + ".")]
-        if inner and not isinstance(value, dict):  # `--set evolution=null` under an `evolution.zeta` axis
-            written = json.dumps(value)
-            raise ConfigError(f"--set {key}={written}: the grid/zip axis {inner[0]} sets a field inside {key}, "
-                              f"so no config could keep {key}={written}; run a copy of the recipe without that "
-                              f"axis, or give {key} a mapping")
-        axis = _enclosing_axis(key, [*recipe.grid, *recipe.zip])
-        if axis is None:
-            try:
-                set_dotted(base, key, value)
-            except ConfigError as err:
-                raise ConfigError(f"--set {key}: {err} (in the recipe's base or an earlier --set); set that key "
-                                  "whole, or drop the --set that made it so") from None
-        else:
-            inside.append((axis, key, value))
-    return base, inside
-
-
 def _overridden_points(recipe: Recipe, source: str, overrides) -> tuple[dict, list[dict]]:
     """The base and the axes of every config once `overrides` are applied, in the order
     of the recipe's points: an overridden axis is gone, and an override inside an axis'
     values is set in each value that is a mapping (SET's settings, not a null arm), so
     the config's label shows it."""
     recipe = recipe.model_copy(deep=True)
-    base, inside = _split_overrides(recipe, overrides)
+    base, inside = split_overrides(recipe.base, recipe.grid, recipe.zip, overrides)
     points = _points(recipe, source)
     for axis, key, value in inside:
         patched = [p for p in points if isinstance(p[axis], dict)]
@@ -278,7 +205,7 @@ def _warn_replaced_mappings(base: dict, points: list[dict], source: str) -> None
     dropped: dict[str, set] = {}
     for point in points:
         for key, value in point.items():
-            written = _get_dotted(base, key)
+            written = get_dotted(base, key)
             if isinstance(value, dict) and isinstance(written, dict):
                 dropped.setdefault(key, set()).update(set(written) - set(value))
     for key, keys in dropped.items():
@@ -323,7 +250,7 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
     specs, problems, labels = [], {}, []
     exact = _exact_axes(points)
     for axes in _unique_points(points):
-        tree = _config_tree(base, axes, source)
+        tree = config_tree(base, axes, source)
         label = _label(axes, exact)
         labels.append(label)
         for seed in seeds:
@@ -340,24 +267,6 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
     _check_distinct_configs(specs, source)
     check_inert_settings(specs, source, overridden=bool(overrides))
     return specs
-
-
-def _config_tree(base: dict, axes: dict, source: str) -> dict:
-    """`base` with the axes' values set. Outer axes first, whatever the order of the keys:
-    an axis inside another (`evolution.distance` inside `evolution`) sets a field of the
-    outer one's value, which must then be a mapping (a `null` arm has no field to set)."""
-    tree = copy.deepcopy(base)
-    for key, value in sorted(axes.items(), key=lambda item: item[0].count(".")):
-        outer = _enclosing_axis(key, list(axes))
-        if outer is not None and not isinstance(axes[outer], dict):
-            raise ConfigError(f"{source}: axis {key} sets a field of axis {outer}, whose value {axes[outer]!r} is not "
-                              f"a mapping; give {key.split('.')[-1]} inside {outer}'s mapping values instead")
-        try:
-            set_dotted(tree, key, value)
-        except ConfigError as err:  # a --set replaced a mapping the axis sets a field of
-            raise ConfigError(f"{source}: grid/zip axis {key}: {err} (from the base, or a --set of a key above "
-                              f"it); make it a mapping, e.g. {key.rsplit('.', 1)[0]}: {{name: …}}") from None
-    return tree
 
 
 def _check_distinct_configs(specs: list[RunSpec], source: str) -> None:

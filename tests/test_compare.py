@@ -50,7 +50,7 @@ def test_compare_two_folders_side_by_side(folders, capsys, tmp_path):
     assert main(["compare", str(first), str(second), "--out", str(tmp_path / "c.md")]) == 0
     printed = capsys.readouterr().out
     assert "| config | metric | first | second |" in printed
-    assert "| first | first | does lr matter on first? | – | 4 |" in printed
+    assert "| first | first | does lr matter on first? | – | 4 (4) |" in printed
     rows = _rows(printed)
     assert rows[("lr=0.1", "test_acc")] == [_cell(first, "lr=0.1", "test_acc"), _cell(second, "lr=0.1", "test_acc")]
     assert rows[("lr=0.05", "test_loss")] == [_cell(first, "lr=0.05", "test_loss"), "–"]
@@ -127,3 +127,21 @@ def test_settings_as_run_put_overrides_over_the_base():
     other = {**recipe, "overrides": {}}
     lines = _differences([Folder("a", recipe), Folder("b", other)])
     assert "| train.epochs | `1` | `4` |" in lines and "| train.optimizer.lr | – | `0.1` |" in lines
+
+
+def test_runs_that_did_not_complete_are_shown_not_hidden(folders, tmp_path, capsys):
+    """A config whose runs all diverged is not "–" like a config never run."""
+    import shutil
+
+    copy = tmp_path / "first"
+    shutil.copytree(folders[0], copy)
+    for path in (copy / "runs").glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        if summary["label"] == "lr=0.05" or (summary["label"] == "lr=0.1" and summary["seed"] == 0):
+            path.write_text(json.dumps({**summary, "status": "diverged"}))
+    capsys.readouterr()
+    assert main(["compare", str(copy), str(folders[1]), "--out", str(tmp_path / "c.md")]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert rows[("lr=0.05", "test_acc")] == ["– (2 diverged)", "–"]
+    assert rows[("lr=0.1", "test_acc")][0].endswith("(n=1; 1 diverged)")
+    assert "| first | first | does lr matter on first? | – | 4 (1) |" in (tmp_path / "c.md").read_text()

@@ -114,3 +114,15 @@ def test_compare_unknown_metric_is_an_error_listing_the_known_ones(finished, tmp
     assert captured.out == ""  # no empty table
     assert "unknown metric 'test_ac' (did you mean 'test_acc'?)" in captured.err
     assert "the folders have: test_acc, test_loss, train_acc, train_loss, best_test_acc, wall_time_s" in captured.err
+
+
+def test_a_finished_run_missing_epochs_fails_the_report(results, capsys):
+    """A metrics.jsonl cut after whole lines (a partial copy) parses, but averaging it would
+    mix n across epochs under a legend that says n = all runs."""
+    out, _, folder = results
+    folder.metrics_path.write_text(folder.metrics_path.read_text().splitlines(keepends=True)[0])
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 2
+    err = _error(capsys)
+    assert f"{folder.metrics_path.resolve()}: it holds 1 epochs, but the run's summary.json records 2" in err
+    _assert_names_run_fix(err, RunFolder(folder.path.resolve()))

@@ -146,7 +146,8 @@ def test_markdown_renders_the_computed_structure(tables):
 
     text = render_markdown(tables)
     c = next(c for c in tables.comparisons if c.label == "better" and c.metric == "test_acc")
-    row = f"| better | test_acc | {c.test.difference:.4f} | {c.test.t:.3f} | {format_p(c.test.p)} | {format_p(c.p_holm)} |"
+    row = (f"| better | test_acc | {c.n} vs {c.n_baseline} | {c.test.difference:.4f} | {c.test.t:.3f} | "
+           f"{format_p(c.test.p)} | {format_p(c.p_holm)} |")
     assert row in text
     assert "| lonely | 1 | 0.7000 (n=1) |" in text and "1 diverged |" in text
     assert "n too small to test (n = 1 vs 4" in text

@@ -232,7 +232,9 @@ def test_the_closing_line_counts_diverged_runs(recipe_path, tmp_path, capsys):
     # the question as written says nothing of the override: table.md and compare show it
     assert "**Run with overrides.** `train.optimizer.lr=\"1e12\"`" in (out / "table.md").read_text()
     assert main(["compare", str(out), str(out)]) == 0
-    assert "| `train.optimizer.lr=\"1e12\"` | 2 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| `train.optimizer.lr=\"1e12\"` | 2 (0) |" in printed
+    assert "| – (2 diverged) | – (2 diverged) |" in printed  # not an empty table
 
 
 @pytest.mark.parametrize("override, named", [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..experiment.store import atomic_write_text
@@ -19,8 +19,8 @@ from .errors import UnknownMetricError
 from .html import html_page
 from .markdown import markdown_to_html
 from .stats import Summary, summarize
-from .table import (STACK_SHARE_NOTE, STACK_SHARED_METRICS, group_by_label, metric_names, metric_values,
-                    override_settings, stack_trained)
+from .table import (STACK_SHARE_NOTE, STACK_SHARED_METRICS, completed_runs, group_by_label, metric_names,
+                    metric_values, mixed_device_warnings, override_settings, stack_trained, status_note)
 
 __all__ = ["FolderResults", "load_folders", "check_metrics", "render_comparison", "write_comparison",
            "settings_as_run"]
@@ -35,6 +35,9 @@ class FolderResults:
     metrics: list[str]
     runs: int
     stacked: frozenset[str] = frozenset()  # labels whose runs trained in a stack: STACK_SHARED_METRICS have no spread
+    not_completed: dict[str, str] = field(default_factory=dict)  # label -> "1 diverged, 2 failed"
+    completed: int = 0  # runs that completed (the others are in `not_completed`)
+    warnings: list[str] = field(default_factory=list)  # table.md's warnings (seeds on mixed devices)
 
 
 def _column_names(dirs: list[Path]) -> list[str]:
@@ -57,16 +60,21 @@ def load_folders(dirs: list[Path]) -> list[FolderResults]:
         metrics = metric_names(summaries)
         cells = {(label, m): summarize(metric_values(runs, m)) for label, runs in groups.items() for m in metrics}
         stacked = frozenset(label for label, runs in groups.items() if stack_trained(runs))
-        out.append(FolderResults(name, recipe, cells, list(groups), metrics, len(summaries), stacked))
+        notes = {label: note for label, runs in groups.items() if (note := status_note(runs))}
+        out.append(FolderResults(name, recipe, cells, list(groups), metrics, len(summaries), stacked, notes,
+                                 len(completed_runs(summaries)), mixed_device_warnings(groups)))
     return out
 
 
-def _cell(summary: Summary | None, stack_share: bool = False) -> str:
+def _cell(summary: Summary | None, stack_share: bool = False, not_completed: str = "") -> str:
+    """"mean ± std (n=k)", with the config's runs that did not complete ("; 1 diverged"), or
+    "– (3 diverged)" when none did: a config that blew up is not one that never ran."""
     if summary is None or summary.n == 0:
-        return "–"
+        return f"– ({not_completed})" if not_completed else "–"
+    also = f"; {not_completed}" if not_completed else ""
     if stack_share:  # equal by construction: a spread would measure nothing (STACK_SHARE_NOTE)
-        return f"{summary.mean:.4f} (stack share, n={summary.n})"
-    return summary.format() if summary.n == 1 else f"{summary.format()} (n={summary.n})"
+        return f"{summary.mean:.4f} (stack share, n={summary.n}{also})"
+    return f"{summary.format().removesuffix(' (n=1)')} (n={summary.n}{also})"
 
 
 def check_metrics(folders: list[FolderResults], metrics: list[str]) -> None:
@@ -155,22 +163,26 @@ def render_comparison(folders: list[FolderResults], metrics: list[str] | None = 
     if metrics is None:
         candidates = OrderedDict.fromkeys(m for f in folders for m in f.metrics)
         metrics = [m for m in candidates if any(s.n for f in folders for (_, mm), s in f.cells.items() if mm == m)]
+        metrics = metrics or list(candidates)[:1]  # no run completed: one row per config still says why
     check_metrics(folders, metrics)
     out = [f"# Comparison of {len(folders)} results folders", "",
-           "| folder | recipe | question | overrides | runs |", "|---|---|---|---|---|"]
+           "| folder | recipe | question | overrides | runs (completed) |", "|---|---|---|---|---|"]
     for f in folders:
         question = " ".join((f.recipe.get("question") or "–").split()).replace("|", "\\|")
         overrides = override_settings(f.recipe.get("overrides") or {}, code=True)
-        out.append(f"| {f.name} | {f.recipe.get('name', '–')} | {question} | {overrides or '–'} | {f.runs} |")
+        out.append(f"| {f.name} | {f.recipe.get('name', '–')} | {question} | {overrides or '–'} | "
+                   f"{f.runs} ({f.completed}) |")
     out += _differences(folders)
-    out += ["", "Final-epoch metrics: mean ± sample std (n completed seeds) per folder; – where a folder has "
-            "no such config or metric.", "",
+    out += [*(f"**Warning.** {f.name}: {w}" for f in folders for w in f.warnings)]
+    out += ["", "Final-epoch metrics: mean ± sample std (n completed seeds) per folder; runs that diverged or "
+            "failed are counted after n, never averaged in; – where a folder has no such config or metric "
+            "(with the runs that did not complete, if it ran the config).", "",
             "| config | metric | " + " | ".join(f.name for f in folders) + " |",
             "|---|---|" + "---|" * len(folders)]
     for label in labels:
         for m in metrics:
-            cells = [_cell(f.cells.get((label, m)), m in STACK_SHARED_METRICS and label in f.stacked)
-                     for f in folders]
+            cells = [_cell(f.cells.get((label, m)), m in STACK_SHARED_METRICS and label in f.stacked,
+                           f.not_completed.get(label, "")) for f in folders]
             if any(c != "–" for c in cells):
                 out.append(f"| {label} | {m} | " + " | ".join(cells) + " |")
     if any("(stack share" in line for line in out):

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..experiment.store import RunFolder, atomic_write_bytes  # noqa: E402
-from .run_files import read_run_metrics  # noqa: E402
+from .run_files import read_finished_metrics  # noqa: E402
 from .table import completed_runs  # noqa: E402
 
 __all__ = ["save_figure", "completed_histories", "curve_band", "plot_learning_curves", "NO_COMPLETED"]
@@ -33,21 +33,25 @@ def completed_histories(out_dir: Path, runs: list[dict]) -> list[list[dict]]:
     """metrics.jsonl of each completed run of `runs` that logged an epoch.
 
     Diverged and failed runs are left out, as in the table: their epochs before the
-    failure would pull a config's band towards a run that did not finish."""
-    histories = [read_run_metrics(RunFolder(Path(out_dir) / "runs" / r["run_id"])) for r in completed_runs(runs)]
+    failure would pull a config's band towards a run that did not finish. A file with fewer
+    epochs than its summary records is an error (`read_finished_metrics`), not a shorter curve."""
+    histories = [read_finished_metrics(RunFolder(Path(out_dir) / "runs" / r["run_id"]), r)
+                 for r in completed_runs(runs)]
     return [h for h in histories if h]
 
 
 def curve_band(histories: list[list[dict]], key: str):
-    """Epochs, mean and sample std of `key` over runs (ragged runs: per-epoch n varies)."""
+    """Epochs, mean and sample std of `key` over runs (ragged runs: per-epoch n varies). The
+    std is NaN (no band drawn) where one run has a value: a spread of one is not zero."""
     epochs = max((len(h) for h in histories), default=0)
-    mean, std = np.full(epochs, np.nan), np.zeros(epochs)
+    mean, std = np.full(epochs, np.nan), np.full(epochs, np.nan)
     for e in range(epochs):
         values = [h[e].get(key) for h in histories if len(h) > e]
         values = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
         if len(values):
             mean[e] = values.mean()
-            std[e] = values.std(ddof=1) if len(values) > 1 else 0.0
+            if len(values) > 1:
+                std[e] = values.std(ddof=1)
     return np.arange(1, epochs + 1), mean, std
 
 

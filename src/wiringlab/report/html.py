@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from ..experiment.store import atomic_write_text
-from .markdown import markdown_to_html
+from .markdown import markdown_to_html, render_inline
 from .table import COMPARISON_CAPTION, RESULTS_CAPTION, ResultsTables, format_number, format_p, override_settings
 
 __all__ = ["ReportSection", "FigureEmbedder", "render_report_html", "html_page", "REPORT_CSP"]
@@ -115,10 +115,17 @@ def _yaml(data) -> str:
     return f"<pre>{_e(yaml.safe_dump(data, sort_keys=False, default_flow_style=None).strip())}</pre>"
 
 
-def _recipe_section(recipe: dict, baseline: str | None, first_config: str | None) -> str:
+def _baseline_text(recipe: dict, tables: ResultsTables) -> str:
+    if tables.named_baseline is None:
+        return "none (no runs)"
+    text = tables.named_baseline if recipe.get("baseline") else f"{tables.named_baseline} (the first config)"
+    return text if tables.baseline is not None else f"{text}: no finished runs yet"
+
+
+def _recipe_section(recipe: dict, tables: ResultsTables, first_config: str | None) -> str:
     seeds = recipe.get("seeds_run", recipe.get("seeds", []))
     rows = [("seeds", ", ".join(map(str, seeds))), ("runs", str(len(recipe.get("run_ids", [])))),
-            ("baseline", baseline if recipe.get("baseline") else f"{baseline} (the first config)")]
+            ("baseline", _baseline_text(recipe, tables))]
     if recipe.get("overrides"):
         rows.append(("overrides", override_settings(recipe["overrides"])
                      + " (given on the command line; they replace the base and grid values below)"))
@@ -156,7 +163,7 @@ def _results_section(tables: ResultsTables) -> str:
 
 def _comparisons_section(tables: ResultsTables) -> str:
     if not tables.comparisons:
-        why = "there is only one config" if len(tables.rows) < 2 else "the baseline has no runs"
+        why = render_inline(tables.no_comparison or "no config was compared")
         return f'<section id="comparisons"><h2>Compared with the baseline</h2><p>No comparison: {why}.</p></section>'
     head = "".join(f"<th>{h}</th>" for h in ["config", "metric", "n vs baseline", "difference", "Welch t", "p",
                                              "p (Holm)", "at α = 0.05 (Holm)"])
@@ -267,7 +274,7 @@ def render_report_html(out_dir: Path, recipe: dict, summaries: list[dict], table
                   + ", ".join(f"{n} {k}" for k, n in statuses.items())
                   + f") · report built {time.strftime('%Y-%m-%d %H:%M')} by wiringlab {__version__}</p>")
     header.append("<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in nav) + "</nav></header>")
-    body = [*header, _recipe_section(recipe, tables.baseline, first_config), _results_section(tables),
+    body = [*header, _recipe_section(recipe, tables, first_config), _results_section(tables),
             _comparisons_section(tables), *analysis, other, _provenance_section(summaries)]
     return html_page(f"{tables.name} — wiringlab report", "\n".join(b for b in body if b))
 

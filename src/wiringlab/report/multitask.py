@@ -19,8 +19,7 @@ from pathlib import Path
 from ..engine.spatial import KERNEL_SNAPSHOTS
 from ..engine.task_kernels import TASK_KERNELS_FILE
 from ..experiment.store import RunFolder
-from .figures import plot_learning_curves, save_figure
-from .run_files import read_run_metrics
+from .figures import completed_histories, plot_learning_curves, save_figure
 from .stats import summarize
 from .table import group_by_label
 
@@ -113,8 +112,7 @@ def multitask_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tup
                 "same batches and steps), per task; share: mean = the mean of those per-task shares (not the "
                 "ratio of the mean accuracies)." if baseline else "; no `separate` config here, so no shares."), ""]
     lines += _table(groups, tasks, baseline)
-    histories = {label: [read_run_metrics(RunFolder(out_dir / "runs" / r["run_id"])) for r in runs]
-                 for label, runs in groups.items()}
+    histories = {label: completed_histories(out_dir, runs) for label, runs in groups.items()}
     figures = {"multitask_accuracy": plot_learning_curves(histories, out_dir / "figures" / "multitask_accuracy.png",
                                                           keys=tuple(f"test_acc/{t}" for t in tasks))}
     lines += ["", "Per-task test accuracy over epochs: `figures/multitask_accuracy.png`.",

@@ -15,7 +15,8 @@ from pathlib import Path
 from ..experiment.store import RunFolder
 from .errors import CorruptResultsError
 
-__all__ = ["read_json_file", "read_run_summary", "read_run_metrics", "rerun_run_fix", "RERUN_RECIPE_FIX"]
+__all__ = ["read_json_file", "read_run_summary", "read_run_metrics", "read_finished_metrics", "rerun_run_fix",
+           "RERUN_RECIPE_FIX"]
 
 RERUN_RECIPE_FIX = ("rerun the recipe (the same `wiringlab run` command): it writes recipe.json again "
                     "and retrains no finished run")
@@ -109,6 +110,21 @@ def read_run_metrics(folder: RunFolder) -> list[dict]:
             raise _damaged(path, problem, fix, _FINISHED_LINES)
         records.append(record)
     _check_epoch_sequence(path, records, fix)
+    return records
+
+
+def read_finished_metrics(folder: RunFolder, summary: dict) -> list[dict]:
+    """metrics.jsonl of a run with a summary (`read_run_metrics`), checked to hold every epoch
+    the summary records; [] when the file is absent (a Ray run written on another node).
+
+    Raises:
+        CorruptResultsError: as `read_run_metrics`, or the file holds fewer or more epochs than
+            summary.json's `epochs` (a curve averaged over it would mix n across epochs).
+    """
+    records, epochs = read_run_metrics(folder), summary.get("epochs")
+    if records and isinstance(epochs, int) and len(records) != epochs:
+        problem = f"it holds {len(records)} epochs, but the run's summary.json records {epochs}"
+        raise _damaged(folder.metrics_path, problem, rerun_run_fix(folder), _FINISHED_LINES)
     return records
 
 

@@ -25,8 +25,7 @@ from ..analysis.sparsity import epochs_to_threshold
 from ..engine.spatial import KERNEL_SNAPSHOTS
 from ..experiment.config import DEFAULT_THRESHOLD_FRACTIONS, AnalysisConfig
 from ..experiment.store import RunFolder
-from .figures import plot_learning_curves, save_figure
-from .run_files import read_run_metrics
+from .figures import completed_histories, plot_learning_curves, save_figure
 from .stats import summarize
 from .table import completed_runs, group_by_label
 
@@ -79,8 +78,7 @@ def kernel_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[
 def sparsity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[str, dict[str, Path]]:
     histories = {}
     for label, runs in group_by_label(summaries).items():
-        metrics = [read_run_metrics(RunFolder(out_dir / "runs" / r["run_id"])) for r in completed_runs(runs)]
-        metrics = [h for h in metrics if h and "kernel_sparsity" in h[0]]
+        metrics = [h for h in completed_histories(out_dir, runs) if "kernel_sparsity" in h[0]]
         if metrics:
             histories[label] = metrics
     if not histories:
@@ -107,8 +105,7 @@ def _threshold_cell(first_epochs: list[int | None]) -> str:
 def _test_acc_curves(out_dir: Path, summaries: list[dict]) -> dict[str, list[list]]:
     curves = {}
     for label, runs in group_by_label(summaries).items():
-        histories = [read_run_metrics(RunFolder(out_dir / "runs" / r["run_id"])) for r in completed_runs(runs)]
-        curves[label] = [[rec.get("test_acc") for rec in h] for h in histories if h]
+        curves[label] = [[rec.get("test_acc") for rec in h] for h in completed_histories(out_dir, runs)]
     return curves
 
 

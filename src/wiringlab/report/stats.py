@@ -26,12 +26,31 @@ class Summary:
     ci_low: float  # 95% t-interval for the mean; NaN when n < 2
     ci_high: float
 
+    def decimals(self, digits: int = 4) -> int:
+        """Decimals that keep the cell honest: `digits`, more where the std's first significant
+        figure or a small mean's first two would round away (3e-5 ± 1e-6 is not 0.0000 ±
+        0.0000); a std below 1e-6 of the mean (float32 noise) adds none. At most 10."""
+        need = digits
+        if math.isfinite(self.std) and self.std > 0 and self.std >= 1e-6 * abs(self.mean):
+            need = max(need, -math.floor(math.log10(self.std)))
+        if math.isfinite(self.mean) and 0 < abs(self.mean) < 0.5 * 10 ** -digits:
+            need = max(need, 1 - math.floor(math.log10(abs(self.mean))))
+        return min(need, 10)
+
     def format(self, digits: int = 4) -> str:
         if self.n == 0:
             return "–"
+        d = self.decimals(digits)
         if self.n == 1:
-            return f"{self.mean:.{digits}f} (n=1)"
-        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+            return f"{self.mean:.{d}f} (n=1)"
+        return f"{self.mean:.{d}f} ± {self.std:.{d}f}"
+
+    def format_interval(self, digits: int = 4) -> str:
+        """"[low, high]" at the decimals of `format` ("" with fewer than 2 values)."""
+        if self.n < 2:
+            return ""
+        d = self.decimals(digits)
+        return f"[{self.ci_low:.{d}f}, {self.ci_high:.{d}f}]"
 
 
 def _finite(values) -> np.ndarray:
@@ -62,9 +81,10 @@ class Comparison:
 
 # Seeds whose values of a metric differ by less than this share of the values' size differ by
 # float64 rounding (0.41 and 0.40 + 0.01), not by training: a t-test would turn that into a
-# huge t and a spuriously small p. Kept far below float32 resolution (1.2e-7), so no spread a
-# float32 metric can show is taken for rounding.
-ROUNDING_RTOL = 1e-9
+# huge t and a spuriously small p. Far below float32 resolution (1.2e-7), so no spread a float32
+# metric can show is taken for rounding, and ~4500 float64 ulps, above the rounding a sum of
+# thousands of terms leaves (a spread of 2 on values of 1e12 is a spread).
+ROUNDING_RTOL = 1e-12
 
 
 def _flatten_rounding(x: np.ndarray, scale: float) -> np.ndarray:

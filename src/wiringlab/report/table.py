@@ -90,9 +90,13 @@ def metric_names(summaries: list[dict]) -> list[str]:
 
 
 def format_number(x: float | None, digits: int = 4) -> str:
+    """`digits` decimals; scientific (`digits` significant figures) where those would show a
+    nonzero number as 0 (a difference of 2e-5) or run long (1e6 and above)."""
     if x is None or not math.isfinite(x):
         return "–"
-    return f"{x:.{digits}g}" if abs(x) >= 1e4 else f"{x:.{digits}f}"
+    if x != 0 and (abs(x) < 0.5 * 10 ** -digits or abs(x) >= 1e6):
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}f}"
 
 
 def format_p(p: float | None) -> str:
@@ -123,12 +127,13 @@ class ConfigRow:
     stacked: bool = False  # its seeds were trained as one stack: STACK_SHARED_METRICS have no spread
 
     def cell_parts(self, metric: str) -> tuple[str, str]:
-        """("mean ± std", "[low, high]"), or the reason there is no spread/interval and ""."""
+        """("mean ± std", "[low, high]"), or the reason there is no spread/interval and "". A
+        metric that some completed runs lack (or logged as NaN) says over how many it is."""
         s = self.cells[metric]
         if self.stacked and metric in STACK_SHARED_METRICS and s.n:
             return f"{s.mean:.4f} (stack share)", ""
-        interval = f"[{format_number(s.ci_low)}, {format_number(s.ci_high)}]" if s.n >= 2 else ""
-        return s.format(), interval
+        value = s.format() if s.n in (1, self.n) else f"{s.format()} (n={s.n})"
+        return value, s.format_interval()
 
     def cell_text(self, metric: str) -> str:
         """"mean ± std [low, high]" (or the reason there is no interval)."""
@@ -159,6 +164,8 @@ class ResultsTables:
     warnings: list[str]  # what makes a row's seeds not comparable (e.g. mixed devices); usually empty
     notes: list[str] = field(default_factory=list)  # what the table leaves out, and its markers
     overrides: dict = field(default_factory=dict)  # the command line's --set/--epochs the recipe ran with
+    no_comparison: str = ""  # why `comparisons` is empty ("" when it is not)
+    named_baseline: str | None = None  # the baseline config, whether or not it has runs yet
 
 
 def _untestable_note(test: Comparison, n: int, n_baseline: int) -> str:
@@ -215,32 +222,57 @@ def _unfinished_by_label(recipe: dict, summaries: list[dict]) -> dict[str, str]:
     return {label: f"{n} not finished" for label, n in counts.items()}
 
 
+def _label_order(recipe: dict, labels) -> list[str]:
+    """`labels` in the recipe's config order (recipe.json's `run_labels`), then any others
+    (runs of an earlier invocation) as first seen: rows do not move as runs finish."""
+    planned = list(OrderedDict.fromkeys(recipe.get("run_labels") or []))
+    return [label for label in planned if label in labels] + [label for label in labels if label not in planned]
+
+
+def _no_comparison(baseline: str | None, groups, unfinished: dict) -> str:
+    """Why a folder's table has no comparisons ("" when it has)."""
+    if baseline is None:
+        return "the folder has no runs"
+    if baseline not in groups:
+        return f"the baseline `{baseline}` has no finished runs yet"
+    if len(groups) > 1:
+        return ""
+    if unfinished:
+        return "no config other than the baseline has finished runs yet"
+    return "there is only one config"
+
+
 def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTables:
     """Every statistic of table.md and report.html, computed once.
 
     Args:
-        recipe: the recipe record (recipe.json): name, question, baseline.
+        recipe: the recipe record (recipe.json): name, question, baseline, run labels.
         summaries: run summaries (summary.json contents) of the folder.
         notes: lines shown under the table (e.g. `coverage.coverage_notes`); the
             stack-share marker's explanation is added when a row uses it.
 
     Returns:
-        A `ResultsTables`; the baseline defaults to the first config.
+        A `ResultsTables`, rows in the recipe's config order; the baseline defaults to the
+        recipe's first config (not the first to finish).
     """
     groups = group_by_label(summaries)
     metrics = metric_names(summaries)
-    baseline = recipe.get("baseline") or next(iter(groups), None)
+    planned = recipe.get("run_labels") or []
+    baseline = recipe.get("baseline") or (planned[0] if planned else next(iter(groups), None))
     unfinished = _unfinished_by_label(recipe, summaries)
-    rows = [ConfigRow(label, len(completed_runs(runs)), {m: summarize(metric_values(runs, m)) for m in metrics},
-                      ", ".join(filter(None, [status_note(runs), unfinished.pop(label, "")])), stack_trained(runs))
-            for label, runs in groups.items()]
-    rows += [ConfigRow(label, 0, {m: summarize([]) for m in metrics}, note) for label, note in unfinished.items()]
+    rows = []
+    for label in _label_order(recipe, [*groups, *unfinished]):
+        runs = groups.get(label, [])
+        note = ", ".join(filter(None, [status_note(runs), unfinished.get(label, "")]))
+        rows.append(ConfigRow(label, len(completed_runs(runs)), {m: summarize(metric_values(runs, m)) for m in metrics},
+                              note, stack_trained(runs)))
     notes = [*notes, *[STACK_SHARE_NOTE] * any(row.stacked for row in rows)]
     compared = COMPARED_PRIMARY + [m for m in metrics if m not in PRIMARY_METRICS and m not in NOT_COMPARED]
-    comparisons = _comparisons(groups, baseline, compared) if baseline in groups and len(groups) > 1 else []
+    why = _no_comparison(baseline, groups, unfinished)
+    comparisons = [] if why else _comparisons(groups, baseline, compared)
     return ResultsTables(recipe.get("name", "results"), (recipe.get("question") or "").strip(),
                          baseline if baseline in groups else None, metrics, rows, compared, comparisons,
-                         mixed_device_warnings(groups), notes, dict(recipe.get("overrides") or {}))
+                         mixed_device_warnings(groups), notes, dict(recipe.get("overrides") or {}), why, baseline)
 
 
 def override_settings(overrides: dict, code: bool = False) -> str:
@@ -272,12 +304,15 @@ def render_markdown(tables: ResultsTables) -> str:
         out += ["", f"**Note.** {note}"]
     if tables.warnings:
         out += ["", *(f"**Warning.** {w}" for w in tables.warnings)]
+    if tables.no_comparison:
+        out += ["", "## Compared with the baseline", "", f"No comparison: {tables.no_comparison}."]
     if tables.comparisons:
         out += ["", f"## Compared with the baseline `{tables.baseline}`", "", COMPARISON_CAPTION, "",
-                "| config | metric | difference vs baseline | Welch t | p | p (Holm) |", "|---|---|---|---|---|---|"]
+                "| config | metric | n vs baseline | difference vs baseline | Welch t | p | p (Holm) |",
+                "|---|---|---|---|---|---|---|"]
         for c in tables.comparisons:
             p = c.note or format_p(c.test.p)
-            out.append(f"| {c.label} | {c.metric} | {format_number(c.test.difference)} | "
+            out.append(f"| {c.label} | {c.metric} | {c.n} vs {c.n_baseline} | {format_number(c.test.difference)} | "
                        f"{format_number(c.test.t, 3)} | {p} | {format_p(c.p_holm)} |")
     return "\n".join(out) + "\n"
 

@@ -207,3 +207,32 @@ def test_an_mlps_sensitivity_shuffles_are_the_streams_they_always_were(twins):
         assert reported[seed, f"linear{layer}"] == pytest.approx(expected)
     other = [shuffled(seed, layer, f"permutation-sensitivity/linear{layer}") for seed, layer in cases]
     assert other != [reported[seed, f"linear{layer}"] for seed, layer in cases]  # the stream shows in the numbers
+
+
+ACROSS = """
+name: across
+base:
+  data: {name: synthetic, options: {n_train: 96, n_test: 48, input_shape: [6], num_classes: 3}}
+  model: {kind: mlp, hidden: [8]}
+  train: {epochs: 1, batch_size: 32, progress: false}
+grid:
+  data.options.seed: [0, 1]
+  data.n_train: [64, 96]
+seeds: [0]
+analysis: {similarity: {across_configs: true}}
+"""
+
+
+def test_cka_across_configs_needs_the_same_test_samples(tmp_path):
+    """Two datasets' test samples: CKA of responses to different inputs would be a number
+    about nothing. A grid of n_train keeps the test samples, so its pairs keep CKA."""
+    _, out = run_recipe(tmp_path, ACROSS)
+    with open(out / "similarity.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["layer"] == "linear0"]
+    seeds = {r["group"]: r for r in rows}
+    differ = [g for g in seeds if g.count("seed=0") + g.count("seed=1") == 2 and "seed=0" in g and "seed=1" in g]
+    same = [g for g in seeds if " vs " in g and g not in differ]
+    assert differ and same
+    assert all(seeds[g]["cka"] in ("", "nan") and seeds[g]["cka_init"] in ("", "nan") for g in differ)
+    assert all(0 < float(seeds[g]["cka"]) <= 1 for g in same)
+    assert "CKA is – for pairs whose configs test on different samples" in (out / "table.md").read_text()

@@ -89,6 +89,7 @@ def test_report_options_across_configs_and_off(results, tmp_path):
 @pytest.mark.parametrize("text,key", [
     ("name: t\nanalysis: {similarity: {test_sample: 5}}\n", "analysis.similarity.test_sample"),
     ("name: t\nanalysis: {symmetry: {overlap_threshold: 1.5}}\n", "analysis.symmetry.overlap_threshold"),
+    ("name: t\nanalysis: {symmetry: {overlap_threshold: 1.0}}\n", "analysis.symmetry.overlap_threshold"),
     ("name: t\nbase: {data: {name: synthetic}, snapshots: {epochs: [-1]}}\n", "snapshots.epochs"),
 ])
 def test_bad_analysis_and_snapshot_keys_are_named(text, key, tmp_path, capsys):
@@ -108,3 +109,11 @@ def test_a_cnns_filters_get_the_within_network_analysis_too(tmp_path):
     assert {r["layer"] for r in rows} == {"conv0", "conv1", "linear0", "linear1"}
     assert {int(r["units"]) for r in rows if r["layer"] == "conv1"} == {4}
     assert "| conv0 | 3 | 0 |" in (tmp_path / "table.md").read_text()
+
+
+def test_the_symmetry_table_shows_the_snapshots_its_caption_names():
+    """The first two snapshots (init and epoch 1), a middle one and the last, as the caption says."""
+    from wiringlab.report.symmetry_section import _table_epochs
+
+    assert _table_epochs(list(range(21))) == [0, 1, 10, 20]
+    assert _table_epochs([0, 5, 10]) == [0, 5, 10]

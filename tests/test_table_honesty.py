@@ -90,3 +90,10 @@ def test_a_band_needs_two_runs():
     _, mean, std = curve_band(histories, "acc")
     assert mean.tolist() == pytest.approx([0.6, 0.6])
     assert std[0] == pytest.approx(np.std([0.5, 0.7], ddof=1)) and math.isnan(std[1])
+
+
+def test_a_runs_own_test_statistics_are_not_averaged_in_the_table():
+    runs = [_run("a", s, 0.5 + s / 100, topology_p=0.1 * (s + 1), topology_chi2=700.0 + s) for s in range(3)]
+    tables = compute_tables(_recipe(["a"]), runs)
+    assert "topology_p" not in tables.metrics and "topology_chi2" not in tables.metrics
+    assert any(note.startswith("topology_p, topology_chi2 (each run's own") for note in tables.notes)

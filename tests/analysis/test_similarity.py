@@ -140,3 +140,11 @@ def test_cka_of_dead_layers_whose_constant_is_not_exact_in_binary_is_zero():
     x, y = torch.full((40, 3), 0.1, dtype=torch.float64), torch.full((40, 2), 1 / 3, dtype=torch.float64)
     assert linear_cka(x, y) == 0.0
     assert linear_cka(x.float(), y.float()) == 0.0
+
+
+def test_weights_of_a_diverged_run_are_refused_by_name():
+    a = [torch.randn(4, 3), torch.randn(2, 4)]
+    b = [a[0].clone(), a[1].clone()]
+    b[0][1, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        match_weights(a, b)

@@ -55,8 +55,9 @@ def test_overlap_counts_strictly_above_threshold():
     assert stats.max_abs_cos == pytest.approx(0.97) and stats.mean_abs_cos == pytest.approx(3.18 / 5)
     assert overlap_stats(cosines, threshold=0.5).n_overlaps == 3
     assert math.isnan(overlap_stats(torch.zeros(0), 0.9).share)
-    with pytest.raises(ValueError, match=r"\(0, 1\]"):
-        overlap_stats(cosines, threshold=1.5)
+    for threshold in (1.5, 1.0):  # 1.0: |cos| > 1 never happens, so nothing could count
+        with pytest.raises(ValueError, match=r"\(0, 1\)"):
+            overlap_stats(cosines, threshold=threshold)
 
 
 def test_histogram_counts_every_pair():
@@ -87,3 +88,13 @@ def test_cosines_ignore_row_scale_and_permute_with_units(seed, units, fan_in):
     base = cosine_matrix(weight)
     assert torch.allclose(cosine_matrix(weight * scales), base, atol=1e-12)
     assert torch.allclose(cosine_matrix(weight[perm]), base[perm][:, perm], atol=1e-12)
+
+
+def test_relative_sparsity_of_a_diverged_tensor_is_nan_not_zero():
+    from wiringlab.analysis.sparsity import count_relative_below, relative_sparsity
+
+    assert relative_sparsity(torch.tensor([0.0, 0.0, 0.0, 1.0])) == 0.75
+    for bad in (float("nan"), float("inf")):
+        assert math.isnan(relative_sparsity(torch.tensor([0.0, 0.0, 0.0, 1.0, bad])))
+        below, total = count_relative_below(torch.tensor([0.0, bad]), 0.01)
+        assert math.isnan(below) and total == 2

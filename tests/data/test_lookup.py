@@ -192,6 +192,7 @@ def test_missing_dataset_message(fake_idx, monkeypatch, isolated_data_env):
     message = str(info.value)
     assert "apt-get install dataset-fake" in message
     assert "WIRINGLAB_DATA=<dir containing fake-idx/>" in message
+    assert "--set data.path=DIR on the command line" in message  # a CLI user has no path= to pass
     assert "unset WIRINGLAB_OFFLINE" in message
     assert str(isolated_data_env.system / "fake-idx") in message
     assert str(isolated_data_env.cache / "fake-idx") in message

@@ -124,15 +124,23 @@ def match_weights(weights_a: Sequence[torch.Tensor], weights_b: Sequence[torch.T
           incoming weights were all pruned, without a distinguishing bias) are matched in
           an arbitrary order, so the next layer's aligned cosine can fall below 1 even
           for a copy.
-        * For independently trained networks it is a local heuristic, as in Git
-          Re-Basin; aligned cosines are lower bounds of the optimum.
+        * For independently trained networks it is a local heuristic; aligned cosines
+          are lower bounds of the optimum. It is the forward half of Git Re-Basin's
+          weight matching (Ainsworth et al. 2022, Algorithm 1), in one pass: that
+          algorithm also scores each unit's outgoing weights (W_{l+1}ᵀ P_{l+1} W'_{l+1})
+          and repeats coordinate descent until no permutation changes. Neither finds
+          the optimum; on a planted permutation with noise the full algorithm recovers
+          more units, on independent random networks either may score higher.
 
     Raises:
-        ValueError: the chains' shapes differ.
+        ValueError: the chains' shapes differ, or a weight holds NaN or inf (a
+            diverged run: no assignment is defined).
     """
     if [tuple(w.shape) for w in weights_a] != [tuple(w.shape) for w in weights_b]:
         raise ValueError(f"the two chains differ in shape: {[tuple(w.shape) for w in weights_a]} "
                          f"vs {[tuple(w.shape) for w in weights_b]}")
+    if not all(bool(torch.isfinite(w).all()) for w in (*weights_a, *weights_b)):
+        raise ValueError("weights hold NaN or inf (a diverged run?): no unit matching is defined for them")
     hidden = len(weights_a) - 1
     extras_a = list(extras_a) if extras_a is not None else [None] * hidden
     extras_b = list(extras_b) if extras_b is not None else [None] * hidden
@@ -195,8 +203,14 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, *, rtol: float = 1e-10) -> floa
           multiples of [[1, -1], [-1, 1]], so CKA is 1.0 for any two representations
           (use hundreds of inputs; the report uses 1000 test samples).
 
+    Pitfall: this is the biased (plain HSIC) estimator, whose value for unrelated
+    representations grows with features per input: independent Gaussian features give
+    0.06 at n = 1000 inputs and p = 64 features, 0.20 at p = 256, 0.33 at p = 500 and
+    0.57 at n = 200, p = 256. Compare a value with the same architecture's chance level
+    (the report's "CKA at init"), not with 0.
+
     Returns:
-        A float in [0, 1].
+        A float in [0, 1]; NaN when an input holds NaN or inf.
 
     Raises:
         ValueError: x and y have different numbers of rows.

@@ -25,11 +25,14 @@ def count_below(values: torch.Tensor, threshold: float) -> tuple[int, int]:
     return int((values < threshold).sum()), values.numel()
 
 
-def count_relative_below(weight: torch.Tensor, threshold: float) -> tuple[int, int]:
+def count_relative_below(weight: torch.Tensor, threshold: float) -> tuple[float, int]:
     """(number of |w| strictly below ``threshold`` × max |w|, number of entries). An all-zero
-    tensor counts as all below (nothing in it carries signal)."""
+    tensor counts as all below (nothing in it carries signal); a tensor holding NaN or inf (a
+    diverging run) gives (NaN, n): no entry has a meaningful share of its maximum."""
     magnitude = weight.detach().abs()
     peak = magnitude.max() if magnitude.numel() else torch.zeros(())
+    if not torch.isfinite(peak):  # max propagates NaN
+        return math.nan, magnitude.numel()
     if peak == 0:
         return magnitude.numel(), magnitude.numel()
     return count_below(magnitude, float(threshold * peak))

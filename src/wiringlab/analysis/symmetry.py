@@ -101,13 +101,14 @@ def overlap_stats(cosines: torch.Tensor, threshold: float = 0.95) -> OverlapStat
 
     Args:
         cosines: pairwise cosines of one layer (`pairwise_cosines`).
-        threshold: in (0, 1]; the issue's default 0.95.
+        threshold: in (0, 1); the issue's default 0.95. Not 1: cosines are clamped to
+            [-1, 1] and duplicates reach 1 only up to rounding, so |cos| > 1 counts none.
 
     Raises:
-        ValueError: threshold outside (0, 1].
+        ValueError: threshold outside (0, 1).
     """
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"overlap threshold must be in (0, 1], got {threshold}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"overlap threshold must be in (0, 1) (|cos| > 1 never happens), got {threshold}")
     magnitude = cosines.double().abs()
     n = magnitude.numel()
     if n == 0:

@@ -31,7 +31,7 @@ def list_datasets() -> list[str]:
 def _fix_hint(spec: DatasetSpec, offline_reason: str | None) -> str:
     fixes = [f"run `{spec.system_hint}`"] if spec.system_hint else []
     fixes.append(f"set {sources.DATA_ENV}=<dir containing {spec.name}/>")
-    fixes.append("pass path=<folder with the files>")
+    fixes.append("pass path=<folder with the files> (data.path in a recipe; --set data.path=DIR on the command line)")
     if offline_reason:
         fixes.append(f"allow downloads ({offline_reason})")
     return ", or ".join(fixes)

@@ -76,6 +76,7 @@ class _RunView:
     n_samples: int
     layer_names: list[str]  # conv0, ..., linear0, ... (`UnitChain.names`)
     layer_paths: list[str]  # their module names in the model
+    inputs: torch.Tensor  # the test samples (as stored, before normalisation) its representations answer
 
 
 def _test_subset(config: RunConfig, cache: dict, samples: int):
@@ -83,7 +84,9 @@ def _test_subset(config: RunConfig, cache: dict, samples: int):
     if key not in cache:
         dataset = load_dataset(config.data.name, path=config.data.path, **config.data.options)
         data = to_device_data(dataset, capped_to_dataset(config.data, dataset), torch.device("cpu"))
-        cache[key] = (data.x_test[:samples], data.y_test[:samples], data.input_shape, data.num_classes)
+        x = data.x_test[:samples]
+        # the samples as stored: runs normalised by other training subsets still answer the same samples
+        cache[key] = (x, data.y_test[:samples], data.input_shape, data.num_classes, dataset.x_test[: len(x)])
     return cache[key]
 
 
@@ -112,7 +115,7 @@ def _untrained(config: RunConfig, summary: dict, input_shape, num_classes) -> tu
 def _view(run_dir: Path, summary: dict, cache: dict, samples: int) -> _RunView:
     folder = RunFolder(run_dir)
     config = RunConfig.model_validate(folder.read_config())
-    x, y, input_shape, num_classes = _test_subset(config, cache, samples)
+    x, y, input_shape, num_classes, samples_as_stored = _test_subset(config, cache, samples)
     model, own_start = _untrained(config, summary, input_shape, num_classes)
     init = _chain_state(model, x)
     model.load_state_dict(folder.read_weights())
@@ -121,7 +124,8 @@ def _view(run_dir: Path, summary: dict, cache: dict, samples: int) -> _RunView:
     for index, (layer, name) in enumerate(zip(chain.layers[:-1], chain.names)):
         perm = torch.randperm(layer.weight.shape[0], generator=make_generator(config.seed, _sensitivity_stream(name)))
         sensitivity.append(permutation_sensitivity(model, x, y, index, perm))
-    return _RunView(summary, _chain_state(model, x), init, own_start, sensitivity, len(x), chain.names, chain.paths)
+    return _RunView(summary, _chain_state(model, x), init, own_start, sensitivity, len(x), chain.names, chain.paths,
+                    samples_as_stored)
 
 
 def _same_shapes(a: list, b: list) -> bool:
@@ -129,13 +133,19 @@ def _same_shapes(a: list, b: list) -> bool:
     return [shape(t) for t in a] == [shape(t) for t in b]
 
 
-def _compare(a: _ChainState, b: _ChainState, index_a: int, index_b: int, similarity) -> dict:
+def _same_inputs(a: _RunView, b: _RunView) -> bool:
+    """Whether two runs' representations answer the same test samples: CKA compares two
+    networks' responses to one set of inputs (configs of another dataset or split do not)."""
+    return a.inputs is b.inputs or (a.inputs.shape == b.inputs.shape and torch.equal(a.inputs, b.inputs))
+
+
+def _compare(a: _ChainState, b: _ChainState, index_a: int, index_b: int, similarity, same_inputs: bool) -> dict:
     """Raw and aligned cosine (from `similarity`, None when the chains differ in shape) and
-    CKA of layer index_a of A against layer index_b of B (NaN for a classifier)."""
+    CKA of layer index_a of A against layer index_b of B (NaN for a classifier, or when the
+    two runs saw different inputs)."""
     cka = math.nan
-    if index_a < len(a.representations) and index_b < len(b.representations):
-        if len(a.representations[index_a]) == len(b.representations[index_b]):
-            cka = linear_cka(a.representations[index_a], b.representations[index_b])
+    if same_inputs and index_a < len(a.representations) and index_b < len(b.representations):
+        cka = linear_cka(a.representations[index_a], b.representations[index_b])
     return {"raw_cos": similarity.raw[index_a] if similarity else math.nan,
             "aligned_cos": similarity.aligned[index_a] if similarity else math.nan, "cka": cka}
 
@@ -153,12 +163,13 @@ def _pair_rows(group: str, a: _RunView, b: _RunView) -> list[dict]:
     base = {"group": group, "run_a": a.summary["run_id"], "run_b": b.summary["run_id"],
             "seed_a": a.summary["seed"], "seed_b": b.summary["seed"]}
     trained, init = _similarity(a.trained, b.trained), _similarity(a.init, b.init)
+    same = _same_inputs(a, b)
     rows = []
     for index_a, name in enumerate(a.layer_names):
         if name in b.layer_names:
             index_b = b.layer_names.index(name)
-            now = _compare(a.trained, b.trained, index_a, index_b, trained)
-            before = _compare(a.init, b.init, index_a, index_b, init)
+            now = _compare(a.trained, b.trained, index_a, index_b, trained, same)
+            before = _compare(a.init, b.init, index_a, index_b, init, same)
             rows.append({**base, "layer": name, **now, **{f"{k}_init": v for k, v in before.items()}})
     everything = {"cka": math.nan, "cka_init": math.nan}
     for suffix, sim in (("", trained), ("_init", init)):
@@ -266,4 +277,8 @@ def similarity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tu
     write_csv(paths["similarity_csv"], pair_rows, _PAIR_COLUMNS)
     write_csv(paths["permutation_sensitivity_csv"], run_rows, _RUN_COLUMNS)
     samples = "/".join(str(n) for n in sorted({v.n_samples for v in views.values()}))
-    return _markdown(pair_rows, run_rows, samples, _layer_note(views.values())), paths
+    note = _layer_note(views.values())
+    if any(not _same_inputs(views[a["run_id"]], views[b["run_id"]]) for _, a, b in pairs):
+        note += (" CKA is – for pairs whose configs test on different samples (another dataset, options or test "
+                 "split): it compares two networks' responses to the same inputs.")
+    return _markdown(pair_rows, run_rows, samples, note), paths

@@ -6,8 +6,8 @@ at each snapshot (`wiringlab.analysis.symmetry`). Writes
 
 - ``symmetry.csv``: one row per (run, layer, epoch): pairs, overlaps (|cos| > threshold),
   their share, the largest and the mean |cos|;
-- a table in table.md: per config and layer, mean ± std over seeds at init, the first,
-  a middle and the last snapshot;
+- a table in table.md: per config and layer, mean ± std over seeds at the first two
+  snapshots (epoch 0 is init), a middle one and the last;
 - ``figures/symmetry_hist_<config>_<layer>.png``: histograms of the cosines over training
   (small multiples, seeds pooled);
 - ``figures/symmetry_scatter_<config>_<layer>.png``: each pair's cos(t) against cos(0).
@@ -47,6 +47,14 @@ def _spread(values: list[int], count: int) -> list[int]:
     return [values[i] for i in picks]
 
 
+def _table_epochs(epochs: list[int]) -> list[int]:
+    """The table's snapshots: the first two (init and the first epoch when both are
+    snapshotted: where most of the change happens), a middle one and the last."""
+    if len(epochs) <= 4:
+        return list(epochs)
+    return [epochs[0], epochs[1], epochs[len(epochs) // 2], epochs[-1]]
+
+
 def _collect(out_dir: Path, summaries: list[dict], threshold: float):
     """CSV rows, and {(label, layer): [(epochs, (T, pairs) cosines) per run]}."""
     rows, trajectories = [], OrderedDict()
@@ -73,8 +81,8 @@ def _collect(out_dir: Path, summaries: list[dict], threshold: float):
 def _table(rows: list[dict], threshold: float) -> str:
     lines = ["", "## Weight-space symmetry within each network", "",
              f"Pairwise cosines of the hidden units' incoming effective weights; a pair overlaps when "
-             f"|cos| > {threshold:g}. Mean ± sample std over seeds (n) at init (epoch 0), the first, a middle "
-             "and the last snapshot; every snapshot is in `symmetry.csv`.", "",
+             f"|cos| > {threshold:g}. Mean ± sample std over seeds (n) at the first two snapshots (epoch 0 is "
+             "init), a middle one and the last; every snapshot is in `symmetry.csv`.", "",
              "| config | layer | units | epoch | n | overlapping pairs | share of pairs "
              "| max \\|cos\\| | mean \\|cos\\| |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -83,7 +91,7 @@ def _table(rows: list[dict], threshold: float) -> str:
         groups.setdefault((row["label"], row["layer"]), []).append(row)
     for (label, layer), group in groups.items():
         epochs = sorted({r["epoch"] for r in group})
-        for epoch in _spread(epochs, 4):
+        for epoch in _table_epochs(epochs):
             at = [r for r in group if r["epoch"] == epoch]
             cells = [summarize([r[k] for r in at]).format() for k in
                      ("n_overlaps", "share_overlaps", "max_abs_cos", "mean_abs_cos")]

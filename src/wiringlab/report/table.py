@@ -25,6 +25,8 @@ __all__ = ["group_by_label", "completed_runs", "status_note", "stack_trained", "
 PRIMARY_METRICS = ["test_acc", "test_loss", "train_acc", "train_loss", "best_test_acc", "wall_time_s"]
 COMPARED_PRIMARY = ["test_acc", "test_loss"]  # plus every extra metric an analysis adds, except:
 NOT_COMPARED = {"topology_p", "topology_chi2"}  # a run's own test of its topology: a statistic, not an outcome
+PER_RUN_TEST_NOTE = ("{} (each run's own χ² test of its input connection counts) are in summary.csv per run, not "
+                     "averaged here: a mean of p-values, and its interval, is not a statistic of anything.")
 # A stack's members each record the stack's wall time / members (experiment/grouping.py):
 # equal by construction, so their spread measures nothing.
 STACK_SHARED_METRICS = ("wall_time_s",)
@@ -256,7 +258,8 @@ def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTabl
         recipe's first config (not the first to finish).
     """
     groups = group_by_label(summaries)
-    metrics = metric_names(summaries)
+    logged = metric_names(summaries)
+    metrics = [m for m in logged if m not in NOT_COMPARED]
     planned = recipe.get("run_labels") or []
     baseline = recipe.get("baseline") or (planned[0] if planned else next(iter(groups), None))
     unfinished = _unfinished_by_label(recipe, summaries)
@@ -267,6 +270,8 @@ def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTabl
         rows.append(ConfigRow(label, len(completed_runs(runs)), {m: summarize(metric_values(runs, m)) for m in metrics},
                               note, stack_trained(runs)))
     notes = [*notes, *[STACK_SHARE_NOTE] * any(row.stacked for row in rows)]
+    if set(logged) & NOT_COMPARED:
+        notes.append(PER_RUN_TEST_NOTE.format(", ".join(m for m in logged if m in NOT_COMPARED)))
     compared = COMPARED_PRIMARY + [m for m in metrics if m not in PRIMARY_METRICS and m not in NOT_COMPARED]
     why = _no_comparison(baseline, groups, unfinished)
     comparisons = [] if why else _comparisons(groups, baseline, compared)

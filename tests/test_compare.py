@@ -145,3 +145,11 @@ def test_runs_that_did_not_complete_are_shown_not_hidden(folders, tmp_path, caps
     assert rows[("lr=0.05", "test_acc")] == ["– (2 diverged)", "–"]
     assert rows[("lr=0.1", "test_acc")][0].endswith("(n=1; 1 diverged)")
     assert "| first | first | does lr matter on first? | – | 4 (1) |" in (tmp_path / "c.md").read_text()
+
+
+def test_an_empty_cell_names_what_did_not_complete_only_when_nothing_did():
+    from wiringlab.report.compare import _cell
+
+    assert _cell(summarize([]), not_completed="1 diverged", none_completed=False) == "–"  # a metric it never logs
+    assert _cell(summarize([]), not_completed="2 diverged", none_completed=True) == "– (2 diverged)"
+    assert _cell(summarize([0.5, 0.7]), not_completed="1 failed") == f"{summarize([0.5, 0.7]).format()} (n=2; 1 failed)"

@@ -304,3 +304,24 @@ def test_an_interrupted_ray_sweep_cancels_the_tasks_it_sent(monkeypatch, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         list(RayExecutor("auto").map(groups, tmp_path))
     assert cancelled == [(i, True) for i in range(len(groups))]
+
+
+@pytest.mark.parametrize("lines_here, set_aside", [(1, True), (3, False)])
+def test_metrics_of_a_failed_attempt_on_this_node_are_set_aside(tmp_path, lines_here, set_aside):
+    """Attempt 1 died here after one epoch, the retry finished 3 epochs on another node (no
+    shared filesystem): the leftover file would fail every report. A complete file is the
+    retry's own on a shared filesystem and stays."""
+    from wiringlab.experiment.store import RunFolder
+
+    _, specs = _quickstart()
+    spec = specs[0]
+    folder = RunFolder(tmp_path / "runs" / spec.run_id)
+    folder.start({"seed": 0})
+    for epoch in range(1, lines_here + 1):
+        folder.append_metrics({"epoch": epoch, "test_acc": 0.5})
+    summary = {"run_id": spec.run_id, "label": spec.label, "seed": 0, "status": "completed", "epochs": 3,
+               "provenance": {"hostname": "another-node"}}
+    RayExecutor._record(spec, tmp_path, summary, 2, 1.0)
+    assert folder.metrics_path.exists() is not set_aside
+    assert (folder.path / "metrics.failed-attempt.jsonl").exists() is set_aside
+    assert folder.read_summary()["attempts"] == 2

@@ -89,7 +89,6 @@ def test_report_options_across_configs_and_off(results, tmp_path):
 @pytest.mark.parametrize("text,key", [
     ("name: t\nanalysis: {similarity: {test_sample: 5}}\n", "analysis.similarity.test_sample"),
     ("name: t\nanalysis: {symmetry: {overlap_threshold: 1.5}}\n", "analysis.symmetry.overlap_threshold"),
-    ("name: t\nanalysis: {symmetry: {overlap_threshold: 1.0}}\n", "analysis.symmetry.overlap_threshold"),
     ("name: t\nbase: {data: {name: synthetic}, snapshots: {epochs: [-1]}}\n", "snapshots.epochs"),
 ])
 def test_bad_analysis_and_snapshot_keys_are_named(text, key, tmp_path, capsys):

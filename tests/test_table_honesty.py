@@ -31,6 +31,8 @@ def test_a_cell_over_fewer_runs_than_its_row_says_how_many():
     assert row.n == 3
     assert row.cell_text("extra") == f"{summarize([0.1, 0.3]).format()} (n=2) {summarize([0.1, 0.3]).format_interval()}"
     assert "(n=" not in row.cell_text("test_acc")  # every run has it
+    other = compute_tables(_recipe(["a", "b"]), [*runs, _run("b", 0, 0.4), _run("b", 1, 0.5)]).rows[1]
+    assert other.cell_text("extra") == "–"  # a metric this config never logs: no "(n=0)"
 
 
 @pytest.mark.parametrize("values, shown", [
@@ -38,6 +40,7 @@ def test_a_cell_over_fewer_runs_than_its_row_says_how_many():
     ([12340.0, 12351.0, 12346.0], "12345.6667 ± 5.5076 [12331.9851, 12359.3482]"),  # interval as exact as the mean
     ([0.61, 0.62, 0.63], "0.6200 ± 0.0100 [0.5952, 0.6448]"),  # the usual cell is unchanged
     ([0.6323, 0.6323 + 1e-8, 0.6323], "0.6323 ± 0.0000 [0.6323, 0.6323]"),  # float32 noise adds no decimals
+    ([1e-12, 2e-12, 3e-12], "2.00e-12 ± 1.00e-12 [-4.84e-13, 4.48e-12]"),  # past 10 decimals: scientific
 ])
 def test_cells_keep_the_digits_that_matter(values, shown):
     s = summarize(values)
@@ -63,6 +66,9 @@ def test_the_default_baseline_is_the_recipes_first_config_even_before_it_finishe
 def test_only_the_baseline_finished_says_the_others_have_not():
     tables = compute_tables(_recipe(["a", "b"], "a"), [_run("a", s, 0.5 + s / 100) for s in range(3)])
     assert tables.no_comparison == "no config other than the baseline has finished runs yet"
+    older = {k: v for k, v in _recipe(["a", "b"], "a").items() if k != "run_labels"}  # before run_labels
+    assert compute_tables(older, [_run("a", s, 0.5) for s in range(3)]).no_comparison == (
+        "only the baseline has finished runs (3 of the recipe's runs have not finished)")
     assert compute_tables({"name": "t"}, [_run("a", 0, 0.5)]).no_comparison == "there is only one config"
 
 

@@ -55,9 +55,16 @@ def test_overlap_counts_strictly_above_threshold():
     assert stats.max_abs_cos == pytest.approx(0.97) and stats.mean_abs_cos == pytest.approx(3.18 / 5)
     assert overlap_stats(cosines, threshold=0.5).n_overlaps == 3
     assert math.isnan(overlap_stats(torch.zeros(0), 0.9).share)
-    for threshold in (1.5, 1.0):  # 1.0: |cos| > 1 never happens, so nothing could count
-        with pytest.raises(ValueError, match=r"\(0, 1\)"):
-            overlap_stats(cosines, threshold=threshold)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        overlap_stats(cosines, threshold=1.5)
+
+
+def test_threshold_one_counts_duplicates_up_to_rounding():
+    """No cosine exceeds 1, and duplicates miss it by a few ulps: at 1, "|cos| > 1" would count none."""
+    weight = torch.randn(6, 50, generator=torch.Generator().manual_seed(0))
+    weight[1], weight[3], weight[5] = weight[0], 3 * weight[2], -0.7 * weight[4]
+    cosines = pairwise_cosines(weight)
+    assert overlap_stats(cosines, threshold=1.0).n_overlaps == 3
 
 
 def test_histogram_counts_every_pair():

@@ -96,23 +96,28 @@ class OverlapStats:
     threshold: float
 
 
+DUPLICATE_TOL = 1e-12  # float64 cosines of two parallel vectors miss 1 by a few ulps
+
+
 def overlap_stats(cosines: torch.Tensor, threshold: float = 0.95) -> OverlapStats:
     """Count the pairs whose |cos| exceeds `threshold` (strictly), and the largest overlap.
 
     Args:
         cosines: pairwise cosines of one layer (`pairwise_cosines`).
-        threshold: in (0, 1); the issue's default 0.95. Not 1: cosines are clamped to
-            [-1, 1] and duplicates reach 1 only up to rounding, so |cos| > 1 counts none.
+        threshold: in (0, 1]; the issue's default 0.95. At 1 a pair overlaps when its
+            |cos| is 1 up to rounding (>= 1 - DUPLICATE_TOL): duplicates reach
+            0.9999999999999998, and no cosine exceeds 1.
 
     Raises:
-        ValueError: threshold outside (0, 1).
+        ValueError: threshold outside (0, 1].
     """
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"overlap threshold must be in (0, 1) (|cos| > 1 never happens), got {threshold}")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"overlap threshold must be in (0, 1], got {threshold}")
     magnitude = cosines.double().abs()
     n = magnitude.numel()
     if n == 0:
         nan = float("nan")
         return OverlapStats(0, 0, nan, nan, nan, threshold)
-    count = int((magnitude > threshold).sum())
+    overlapping = magnitude >= 1.0 - DUPLICATE_TOL if threshold == 1.0 else magnitude > threshold
+    count = int(overlapping.sum())
     return OverlapStats(n, count, count / n, float(magnitude.max()), float(magnitude.mean()), threshold)

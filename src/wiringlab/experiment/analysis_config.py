@@ -17,7 +17,7 @@ __all__ = ["SymmetryAnalysisConfig", "SimilarityAnalysisConfig", "EpochsToThresh
 class SymmetryAnalysisConfig(StrictModel):
     """Within-network symmetry of snapshotted layers (report section; needs `snapshots`)."""
 
-    overlap_threshold: float = Field(default=0.95, gt=0.0, lt=1.0)  # a pair overlaps when |cos| > this
+    overlap_threshold: float = Field(default=0.95, gt=0.0, le=1.0)  # overlap: |cos| > this (1: duplicates)
     scatter_epochs: list[Annotated[int, Field(ge=0)]] | None = None  # cos(t) vs cos(0) panels; None: 3 spread
     max_scatter_points: int = Field(default=20000, gt=0)  # pairs drawn per panel (seeded subsample)
 

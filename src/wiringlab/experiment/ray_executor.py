@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -166,13 +167,33 @@ class RayExecutor:
         if summary is None:
             return record_failure(spec, out_dir, "the task returned no summary for this run", wall, attempts)
         folder = RunFolder(out_dir / "runs" / spec.run_id)
+        host = summary.get("provenance", {}).get("hostname")
         if not (folder.path / "config.yaml").exists():
             log.warning("run %s was written on another node (%s); put --out on a filesystem every node "
-                        "shares to keep its metrics and weights", spec.run_id,
-                        summary.get("provenance", {}).get("hostname"))
+                        "shares to keep its metrics and weights", spec.run_id, host)
+        else:
+            _set_aside_stale_metrics(folder, summary, spec.run_id)
         summary = {**summary, "attempts": attempts}
         folder.write_summary(summary)
         return summary
+
+
+def _set_aside_stale_metrics(folder: RunFolder, summary: dict, run_id: str) -> None:
+    """A failed attempt on this node left metrics.jsonl here while the retry finished on
+    another node (no shared filesystem): its epochs are not the summary's, and the report
+    would refuse the folder. Renamed, not deleted; a complete file (a shared filesystem,
+    where the retry rewrote it) is left alone."""
+    host = summary.get("provenance", {}).get("hostname")
+    if host in (None, platform.node()) or not folder.metrics_path.exists():
+        return
+    lines = sum(1 for line in folder.metrics_path.read_text(encoding="utf-8").splitlines() if line.strip())
+    if lines == summary.get("epochs"):
+        return
+    stale = folder.metrics_path.with_name("metrics.failed-attempt.jsonl")
+    folder.metrics_path.replace(stale)
+    log.warning("run %s finished on node %s; the %d epoch(s) of metrics.jsonl here came from an earlier failed "
+                "attempt on this node and are kept as %s; put --out on a filesystem every node shares to keep "
+                "the finished run's metrics and weights", run_id, host, lines, stale.name)
 
 
 def check_ray_address(address: str | None, timeout_s: float = 10.0) -> None:

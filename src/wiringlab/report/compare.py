@@ -19,7 +19,7 @@ from .errors import UnknownMetricError
 from .html import html_page
 from .markdown import markdown_to_html
 from .stats import Summary, summarize
-from .table import (STACK_SHARE_NOTE, STACK_SHARED_METRICS, completed_runs, group_by_label, metric_names,
+from .table import (NOT_COMPARED, STACK_SHARE_NOTE, STACK_SHARED_METRICS, completed_runs, group_by_label, metric_names,
                     metric_values, mixed_device_warnings, override_settings, stack_trained, status_note)
 
 __all__ = ["FolderResults", "load_folders", "check_metrics", "render_comparison", "write_comparison",
@@ -38,6 +38,7 @@ class FolderResults:
     not_completed: dict[str, str] = field(default_factory=dict)  # label -> "1 diverged, 2 failed"
     completed: int = 0  # runs that completed (the others are in `not_completed`)
     warnings: list[str] = field(default_factory=list)  # table.md's warnings (seeds on mixed devices)
+    none_completed: frozenset[str] = frozenset()  # labels with runs, none of them completed
 
 
 def _column_names(dirs: list[Path]) -> list[str]:
@@ -57,20 +58,22 @@ def load_folders(dirs: list[Path]) -> list[FolderResults]:
     for name, folder in zip(_column_names(dirs), dirs):
         recipe, summaries = load_results(folder)
         groups = group_by_label(summaries)
-        metrics = metric_names(summaries)
+        metrics = [m for m in metric_names(summaries) if m not in NOT_COMPARED]  # per-run tests: not averaged
         cells = {(label, m): summarize(metric_values(runs, m)) for label, runs in groups.items() for m in metrics}
         stacked = frozenset(label for label, runs in groups.items() if stack_trained(runs))
         notes = {label: note for label, runs in groups.items() if (note := status_note(runs))}
+        unrun = frozenset(label for label, runs in groups.items() if not completed_runs(runs))
         out.append(FolderResults(name, recipe, cells, list(groups), metrics, len(summaries), stacked, notes,
-                                 len(completed_runs(summaries)), mixed_device_warnings(groups)))
+                                 len(completed_runs(summaries)), mixed_device_warnings(groups), unrun))
     return out
 
 
-def _cell(summary: Summary | None, stack_share: bool = False, not_completed: str = "") -> str:
+def _cell(summary: Summary | None, stack_share: bool = False, not_completed: str = "",
+          none_completed: bool = False) -> str:
     """"mean ± std (n=k)", with the config's runs that did not complete ("; 1 diverged"), or
-    "– (3 diverged)" when none did: a config that blew up is not one that never ran."""
+    "– (3 diverged)" when none completed: a config that blew up is not one that never ran."""
     if summary is None or summary.n == 0:
-        return f"– ({not_completed})" if not_completed else "–"
+        return f"– ({not_completed})" if none_completed and not_completed else "–"
     also = f"; {not_completed}" if not_completed else ""
     if stack_share:  # equal by construction: a spread would measure nothing (STACK_SHARE_NOTE)
         return f"{summary.mean:.4f} (stack share, n={summary.n}{also})"
@@ -182,7 +185,7 @@ def render_comparison(folders: list[FolderResults], metrics: list[str] | None = 
     for label in labels:
         for m in metrics:
             cells = [_cell(f.cells.get((label, m)), m in STACK_SHARED_METRICS and label in f.stacked,
-                           f.not_completed.get(label, "")) for f in folders]
+                           f.not_completed.get(label, ""), label in f.none_completed) for f in folders]
             if any(c != "–" for c in cells):
                 out.append(f"| {label} | {m} | " + " | ".join(cells) + " |")
     if any("(stack share" in line for line in out):

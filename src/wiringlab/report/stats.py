@@ -18,6 +18,9 @@ from ..analysis.clustering import welch_t_test
 __all__ = ["Summary", "Comparison", "summarize", "welch_test", "holm"]
 
 
+MAX_DECIMALS = 10  # beyond this many decimals a cell is clearer in scientific notation
+
+
 @dataclass(frozen=True)
 class Summary:
     n: int
@@ -29,28 +32,31 @@ class Summary:
     def decimals(self, digits: int = 4) -> int:
         """Decimals that keep the cell honest: `digits`, more where the std's first significant
         figure or a small mean's first two would round away (3e-5 ± 1e-6 is not 0.0000 ±
-        0.0000); a std below 1e-6 of the mean (float32 noise) adds none. At most 10."""
+        0.0000); a std below 1e-6 of the mean (float32 noise) adds none. Above
+        `MAX_DECIMALS` the cell is written in scientific notation instead."""
         need = digits
         if math.isfinite(self.std) and self.std > 0 and self.std >= 1e-6 * abs(self.mean):
             need = max(need, -math.floor(math.log10(self.std)))
         if math.isfinite(self.mean) and 0 < abs(self.mean) < 0.5 * 10 ** -digits:
             need = max(need, 1 - math.floor(math.log10(abs(self.mean))))
-        return min(need, 10)
+        return need
+
+    def _number(self, x: float, digits: int) -> str:
+        d = self.decimals(digits)
+        return f"{x:.{d}f}" if d <= MAX_DECIMALS else f"{x:.2e}"
 
     def format(self, digits: int = 4) -> str:
         if self.n == 0:
             return "–"
-        d = self.decimals(digits)
         if self.n == 1:
-            return f"{self.mean:.{d}f} (n=1)"
-        return f"{self.mean:.{d}f} ± {self.std:.{d}f}"
+            return f"{self._number(self.mean, digits)} (n=1)"
+        return f"{self._number(self.mean, digits)} ± {self._number(self.std, digits)}"
 
     def format_interval(self, digits: int = 4) -> str:
-        """"[low, high]" at the decimals of `format` ("" with fewer than 2 values)."""
+        """"[low, high]" written as `format` writes the mean ("" with fewer than 2 values)."""
         if self.n < 2:
             return ""
-        d = self.decimals(digits)
-        return f"[{self.ci_low:.{d}f}, {self.ci_high:.{d}f}]"
+        return f"[{self._number(self.ci_low, digits)}, {self._number(self.ci_high, digits)}]"
 
 
 def _finite(values) -> np.ndarray:

@@ -134,7 +134,7 @@ class ConfigRow:
         s = self.cells[metric]
         if self.stacked and metric in STACK_SHARED_METRICS and s.n:
             return f"{s.mean:.4f} (stack share)", ""
-        value = s.format() if s.n in (1, self.n) else f"{s.format()} (n={s.n})"
+        value = f"{s.format()} (n={s.n})" if 1 < s.n < self.n else s.format()
         return value, s.format_interval()
 
     def cell_text(self, metric: str) -> str:
@@ -231,7 +231,7 @@ def _label_order(recipe: dict, labels) -> list[str]:
     return [label for label in planned if label in labels] + [label for label in labels if label not in planned]
 
 
-def _no_comparison(baseline: str | None, groups, unfinished: dict) -> str:
+def _no_comparison(recipe: dict, summaries: list[dict], baseline: str | None, groups, unfinished: dict) -> str:
     """Why a folder's table has no comparisons ("" when it has)."""
     if baseline is None:
         return "the folder has no runs"
@@ -241,6 +241,10 @@ def _no_comparison(baseline: str | None, groups, unfinished: dict) -> str:
         return ""
     if unfinished:
         return "no config other than the baseline has finished runs yet"
+    have = {s["run_id"] for s in summaries}
+    pending = sum(run_id not in have for run_id in recipe.get("run_ids") or [])
+    if pending:  # a folder from before run_labels: whose runs they are is not recorded
+        return f"only the baseline has finished runs ({pending} of the recipe's runs have not finished)"
     return "there is only one config"
 
 
@@ -273,7 +277,7 @@ def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTabl
     if set(logged) & NOT_COMPARED:
         notes.append(PER_RUN_TEST_NOTE.format(", ".join(m for m in logged if m in NOT_COMPARED)))
     compared = COMPARED_PRIMARY + [m for m in metrics if m not in PRIMARY_METRICS and m not in NOT_COMPARED]
-    why = _no_comparison(baseline, groups, unfinished)
+    why = _no_comparison(recipe, summaries, baseline, groups, unfinished)
     comparisons = [] if why else _comparisons(groups, baseline, compared)
     return ResultsTables(recipe.get("name", "results"), (recipe.get("question") or "").strip(),
                          baseline if baseline in groups else None, metrics, rows, compared, comparisons,

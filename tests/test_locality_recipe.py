@@ -88,3 +88,26 @@ def test_the_clustering_table_compares_treatment_with_control(one_epoch):
     across = rows["across seeds (n=2 vs 2)"]
     assert float(across[2]) == pytest.approx(welch.statistic, rel=1e-2)
     assert float(across[3]) == pytest.approx(welch.pvalue, rel=1e-2)
+
+
+SPARSE_BLOCK = """
+name: sparseblock
+base:
+  data: {name: synthetic, options: {n_train: 192, n_test: 64, input_shape: [16], num_classes: 3}}
+  model: {kind: mlp, hidden: [12], prior_block: {width: 9, layer: {type: linear}}}
+  train: {epochs: 1, batch_size: 64, progress: false}
+grid:
+  model.prior_block.layer: [{type: linear}, {type: sparse, epsilon: 3}]
+seeds: [0, 1]
+"""
+
+
+def test_a_prior_block_without_a_kernel_gets_the_clustering_report_without_a_prior_figure(tmp_path):
+    """A sparse prior block is a treatment with no kernel to draw: the report used to crash
+    after training (no table.md, exit 1)."""
+    from helpers import run_recipe
+
+    _, out = run_recipe(tmp_path, SPARSE_BLOCK)
+    table = (out / "table.md").read_text()
+    assert "locality_variance.png" in table
+    assert not (out / "figures" / "locality_prior.png").exists()

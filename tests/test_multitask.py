@@ -242,15 +242,44 @@ def test_config_round_trips_through_json_as_sweep_workers_do():
 
 
 def test_separate_shares_are_ratios_of_mean_accuracies():
-    from wiringlab.report.multitask import separate_shares
+    from wiringlab.report.multitask import separate_references, separate_shares
 
-    def run(condition, a, b):
+    def run(condition, a, b, width=64):
         return {"multitask": {"condition": condition, "tasks": list(TASKS)},
+                "axes": {"multitask.condition": condition, "multitask.width": width},
                 "final": {"test_acc/images": a, "test_acc/signals": b}}
 
     groups = {"sep": [run("separate", 0.5, 0.8), run("separate", 0.7, 0.8)],
               "shared": [run("no_spatial", 0.6, 0.4), run("no_spatial", 0.6, 0.4)]}
-    shares = separate_shares(groups, list(TASKS), "sep")
+    shares = separate_shares(groups, list(TASKS), separate_references(groups))
     assert shares["sep"] == {"images": 1.0, "signals": 1.0, "mean": 1.0}
     assert shares["shared"]["images"] == pytest.approx(1.0) and shares["shared"]["signals"] == pytest.approx(0.5)
     assert shares["shared"]["mean"] == pytest.approx(0.75)
+
+
+def test_each_config_is_a_share_of_the_separate_config_with_its_other_settings():
+    """A grid over width: the wide shared net is compared with the wide separate nets, not
+    with whichever separate config came first (that gave 176% of "separate")."""
+    from wiringlab.report.multitask import separate_references, separate_shares
+
+    def run(condition, acc, width):
+        return {"multitask": {"condition": condition, "tasks": list(TASKS)},
+                "axes": {"multitask.condition": condition, "multitask.width": width},
+                "final": {"test_acc/images": acc, "test_acc/signals": acc}}
+
+    groups = {"sep-32": [run("separate", 0.5, 32)], "sep-512": [run("separate", 0.9, 512)],
+              "shared-512": [run("no_spatial", 0.88, 512)], "shared-8": [run("no_spatial", 0.3, 8)]}
+    references = separate_references(groups)
+    assert references == {"sep-32": "sep-32", "sep-512": "sep-512", "shared-512": "sep-512"}
+    shares = separate_shares(groups, list(TASKS), references)
+    assert shares["shared-512"]["mean"] == pytest.approx(0.88 / 0.9) and shares["sep-512"]["mean"] == 1.0
+    assert "shared-8" not in shares
+
+
+def test_a_task_kernel_layer_on_the_meta_device_is_refused_not_left_uninitialised():
+    from wiringlab.layers.task_kernel import TaskKernelLinear
+
+    with pytest.raises(ValueError, match="meta device"):
+        TaskKernelLinear(6, 4, ["a", "b"], kernels={"a": "exponential"}, device="meta")
+    with torch.device("meta"), pytest.raises(ValueError, match="meta device"):
+        TaskKernelLinear(6, 4, ["a", "b"], kernels={"a": "exponential"})

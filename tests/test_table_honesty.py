@@ -103,3 +103,15 @@ def test_a_runs_own_test_statistics_are_not_averaged_in_the_table():
     tables = compute_tables(_recipe(["a"]), runs)
     assert "topology_p" not in tables.metrics and "topology_chi2" not in tables.metrics
     assert any(note.startswith("topology_p, topology_chi2 (each run's own") for note in tables.notes)
+
+
+def test_a_metric_one_side_never_logs_is_not_compared():
+    """kernel_mean of a config without a kernel: no row of "n too small (2 vs 0)" noise; a
+    config whose runs all diverged still gets its rows, saying n = 0."""
+    runs = [_run("none", s, 0.5 + s / 100) for s in range(3)]
+    runs += [_run("kernel", s, 0.6 + s / 100, kernel_mean=0.3 + s / 100) for s in range(3)]
+    runs += [_run("blown", s, float("nan"), status="diverged") for s in range(2)]
+    tables = compute_tables(_recipe(["none", "kernel", "blown"], "none"), runs)
+    compared = {(c.label, c.metric) for c in tables.comparisons}
+    assert ("kernel", "test_acc") in compared and ("kernel", "kernel_mean") not in compared
+    assert ("blown", "test_acc") in compared

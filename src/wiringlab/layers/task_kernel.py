@@ -23,6 +23,10 @@ Pitfall: ``forward`` takes the task (``layer(x, task)``); code that calls
 ``layer(x)`` (single-task models) cannot use this layer. ``effective_weight()``
 without a task is ``W ⊙ mean_t K_t`` (equal to every task's once the kernels have
 decayed to uniform); analyses that care about one task pass it.
+
+Pitfall: unlike ``SpatialLinear`` and ``LocalityLinear`` it is refused on the meta device
+(its kernels are computed when it is built, and ``to_empty`` would leave them
+uninitialised); build it on a real device. Sweeps never build multi-task models on meta.
 """
 
 from __future__ import annotations
@@ -70,14 +74,17 @@ class TaskKernelLinear(nn.Linear):
         device, dtype: as `nn.Linear`.
 
     Raises:
-        ValueError: no tasks, repeated or unknown task names, a shift outside [0, 1), or
-            a kernel tensor / distance matrix of the wrong shape.
+        ValueError: no tasks, repeated or unknown task names, a shift outside [0, 1), a
+            kernel tensor / distance matrix of the wrong shape, or the meta device.
     """
 
     def __init__(self, in_features: int, out_features: int, tasks: Sequence[str], bias: bool = True, *,
                  kernels: Mapping[str, object] | None = None, geometry: str | torch.Tensor = "line",
                  metric: str = "euclidean", shifts: Mapping[str, float] | None = None,
                  shuffle_generators: Mapping[str, torch.Generator] | None = None, device=None, dtype=None) -> None:
+        if torch.empty(0, device=device).is_meta:  # also under `with torch.device("meta")`
+            raise ValueError("TaskKernelLinear cannot be built on the meta device (its kernels are computed when "
+                             "it is built, and to_empty would leave them uninitialised); build it on a real device")
         tasks = tuple(tasks)
         if not tasks or len(set(tasks)) != len(tasks):
             raise ValueError(f"tasks must be distinct names, at least one; got {tasks}")

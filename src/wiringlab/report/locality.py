@@ -182,8 +182,10 @@ _HEADER = (
 
 def _figures(figures_dir: Path, analysed: list) -> dict[str, Path]:
     priors = [(pair.treatment, next(iter(treated.values()))["layer"]) for pair, treated, _, _ in analysed]
-    figures = {"locality_prior": plot_priors(priors, figures_dir / "locality_prior.png"),
-               "locality_variance": plot_variance_bars(analysed, figures_dir / "locality_variance.png")}
+    priors = [(label, layer) for label, layer in priors if getattr(layer, "kernel", None) is not None]  # sparse: none
+    figures = {"locality_variance": plot_variance_bars(analysed, figures_dir / "locality_variance.png")}
+    if priors:
+        figures["locality_prior"] = plot_priors(priors, figures_dir / "locality_prior.png")
     for index, (pair, treated, control, _) in enumerate(analysed):
         seed = min(set(treated) & set(control), default=None)
         if seed is not None:

@@ -61,18 +61,23 @@ def _map_rows(control: dict, treated: dict) -> list[tuple[str, torch.Tensor]]:
 def plot_class_maps(pair, control: dict, treated: dict, seed: int, path: Path) -> Path:
     """Class-mean activation maps (columns: classes) of the prior block's input and output, raw
     and centered over classes, control and treatment networks of one seed (rows). Each row has
-    its own colour scale; empty grid cells are blank."""
+    one colour scale over its classes (its colour bar at the right), so classes compare within a
+    row; centered rows are symmetric around 0; empty grid cells are blank."""
     rows = _map_rows(control, treated)
     classes = rows[0][1].shape[0]
     fig, axes = plt.subplots(len(rows), classes, figsize=(1.0 * classes + 1.2, 1.05 * len(rows) + 0.8), squeeze=False)
     for axes_row, (name, maps) in zip(axes, rows):
         grid = to_grid(maps).numpy()  # (C, rows, cols)
-        limit = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
+        finite = np.isfinite(grid).any()
         signed = "centered" in name
+        limit = float(np.nanmax(np.abs(grid))) if finite else 1.0
+        low, high = (-limit, limit) if signed else ((float(np.nanmin(grid)), float(np.nanmax(grid))) if finite
+                                                      else (0.0, 1.0))
         for c, ax in enumerate(axes_row):
-            ax.imshow(grid[c], cmap="RdBu_r" if signed else "viridis", vmin=-limit if signed else None,
-                      vmax=limit if signed else None, interpolation="nearest")
+            image = ax.imshow(grid[c], cmap="RdBu_r" if signed else "viridis", vmin=low, vmax=high,
+                              interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
+        fig.colorbar(image, ax=list(axes_row), shrink=0.8, pad=0.01).ax.tick_params(labelsize=5)
         axes_row[0].set_ylabel(name, fontsize=6)
     for c, ax in enumerate(axes[0]):
         ax.set_title(f"class {c}", fontsize=7)

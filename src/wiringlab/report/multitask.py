@@ -14,6 +14,7 @@ schedule (``figures/multitask_kernels.png``).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..engine.spatial import KERNEL_SNAPSHOTS
@@ -50,27 +51,48 @@ def _mean_acc(runs: list[dict], task: str | None):
     return summarize([r["final"].get(key) for r in runs])
 
 
-def separate_shares(groups: dict[str, list[dict]], tasks: list[str], baseline: str) -> dict[str, dict[str, float]]:
-    """Per config label, per task (and "mean": the mean over tasks), mean accuracy over the
-    baseline's mean accuracy. Pure: summaries in, ratios out."""
-    reference = {t: _mean_acc(groups[baseline], t).mean for t in tasks}
+def _setting_key(run: dict) -> str:
+    """A run's grid/zip settings other than its condition: configs with equal keys differ in
+    condition only, so a separate config with the same key is their reference."""
+    axes = dict(run.get("axes") or {})
+    axes.pop("multitask.condition", None)
+    if isinstance(axes.get("multitask"), dict):
+        axes["multitask"] = {k: v for k, v in axes["multitask"].items() if k != "condition"}
+    return json.dumps(axes, sort_keys=True, default=str)
+
+
+def separate_references(groups: dict[str, list[dict]]) -> dict[str, str]:
+    """{config label: the label of the separate config that differs from it in condition
+    only}; configs without one are left out (their share would divide by another setting)."""
+    separate = {_setting_key(runs[0]): label for label, runs in groups.items()
+                if runs[0]["multitask"]["condition"] == "separate"}
+    return {label: separate[key] for label, runs in groups.items() if (key := _setting_key(runs[0])) in separate}
+
+
+def separate_shares(groups: dict[str, list[dict]], tasks: list[str],
+                    references: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Per config label with a reference (`separate_references`), per task (and "mean": the
+    mean over tasks), its mean accuracy over its reference's. Pure: summaries in, ratios out."""
     shares = {}
-    for label, runs in groups.items():
-        per_task = {t: _mean_acc(runs, t).mean / reference[t] if reference[t] else float("nan") for t in tasks}
+    for label, reference_label in references.items():
+        reference = {t: _mean_acc(groups[reference_label], t).mean for t in tasks}
+        per_task = {t: _mean_acc(groups[label], t).mean / reference[t] if reference[t] else float("nan")
+                    for t in tasks}
         per_task["mean"] = sum(per_task.values()) / len(tasks)
         shares[label] = per_task
     return shares
 
 
-def _table(groups, tasks, baseline) -> list[str]:
-    share_head = "".join(f" share of separate: {t} |" for t in tasks) + " share: mean |" if baseline else ""
+def _table(groups, tasks, references: dict[str, str]) -> list[str]:
+    share_head = "".join(f" share of separate: {t} |" for t in tasks) + " share: mean |" if references else ""
     lines = ["| config | condition | n |" + "".join(f" test_acc/{t} |" for t in tasks) + " mean test_acc |" + share_head,
-             "|---|---|---|" + "---|" * (len(tasks) + 1) + ("---|" * (len(tasks) + 1) if baseline else "")]
-    shares = separate_shares(groups, tasks, baseline) if baseline else {}
+             "|---|---|---|" + "---|" * (len(tasks) + 1) + ("---|" * (len(tasks) + 1) if references else "")]
+    shares = separate_shares(groups, tasks, references)
     for label, runs in groups.items():
         cells = [_mean_acc(runs, t).format() for t in tasks] + [_mean_acc(runs, None).format()]
-        if baseline:
-            cells += [f"{100 * shares[label][t]:.1f}%" for t in (*tasks, "mean")]
+        if references:
+            cells += ([f"{100 * shares[label][t]:.1f}%" for t in (*tasks, "mean")] if label in shares
+                      else ["–"] * (len(tasks) + 1))
         lines.append(f"| {label} | {runs[0]['multitask']['condition']} | {len(runs)} | " + " | ".join(cells) + " |")
     return lines
 
@@ -105,13 +127,14 @@ def multitask_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tup
     if not groups:
         return "", {}
     tasks = _task_names(groups)
-    baseline = next((label for label, runs in groups.items() if runs[0]["multitask"]["condition"] == "separate"), None)
+    references = separate_references(groups)
     lines = ["", "## Multi-task: accuracy per task", "",
              "Final test accuracy per task, mean ± sample std over seeds (n)"
-             + (f"; share of separate = mean accuracy / mean accuracy of `{baseline}` (separate networks, "
-                "same batches and steps), per task; share: mean = the mean of those per-task shares (not the "
-                "ratio of the mean accuracies)." if baseline else "; no `separate` config here, so no shares."), ""]
-    lines += _table(groups, tasks, baseline)
+             + ("; share of separate = mean accuracy / mean accuracy of the `separate` config that differs from "
+                "it in condition only (separate networks, same batches and steps), per task; – where there is "
+                "no such config; share: mean = the mean of those per-task shares (not the ratio of the mean "
+                "accuracies)." if references else "; no `separate` config here, so no shares."), ""]
+    lines += _table(groups, tasks, references)
     histories = {label: completed_histories(out_dir, runs) for label, runs in groups.items()}
     figures = {"multitask_accuracy": plot_learning_curves(histories, out_dir / "figures" / "multitask_accuracy.png",
                                                           keys=tuple(f"test_acc/{t}" for t in tasks))}

@@ -178,12 +178,21 @@ def _untestable_note(test: Comparison, n: int, n_baseline: int) -> str:
     return ""
 
 
+def _never_logs(runs: list[dict], metric: str) -> bool:
+    """Completed runs that all lack `metric` (a config without a kernel has no kernel_mean):
+    nothing to compare, unlike a config whose runs all diverged (n = 0, said so)."""
+    done = completed_runs(runs)
+    return bool(done) and not any(metric in r.get("final", {}) or metric in r for r in done)
+
+
 def _comparisons(groups, baseline: str, metrics: list[str]) -> list[ComparisonRow]:
     raw = []
     for label, runs in groups.items():
         if label == baseline:
             continue
         for m in metrics:
+            if _never_logs(runs, m) or _never_logs(groups[baseline], m):
+                continue
             a, b = metric_values(runs, m), metric_values(groups[baseline], m)
             raw.append((label, m, summarize(a).n, summarize(b).n, welch_test(a, b)))
     adjusted = {}  # one family per metric: test_acc's correction does not grow with the diagnostics logged

@@ -270,3 +270,46 @@ def test_a_run_trained_alone_records_where_its_data_came_from(recipe_path, tmp_p
     summaries = [json.loads(p.read_text()) for p in (out / "runs").glob("*/summary.json")]
     assert summaries and all(s["provenance"]["stack_size"] == 1 for s in summaries)
     assert {s["provenance"]["data_source"] for s in summaries} == {"generated"}
+
+
+def test_one_members_fault_fails_only_that_run_of_a_stack(recipe_path, tmp_path, monkeypatch):
+    """A stack that raises is trained again one run at a time, so a fault of one member (here
+    its callback) does not fail its neighbours, now or on every resume."""
+    from wiringlab.engine.callbacks import Callback
+    from wiringlab.experiment import execute, grouping
+
+    class Broken(Callback):
+        def on_epoch_end(self, state):
+            raise RuntimeError("this member's callback is broken")
+
+    real = execute.build_callbacks
+
+    def build_callbacks(config, model):
+        broken = config.seed == 1 and config.train.optimizer.lr == 0.05
+        return [*real(config, model), Broken()] if broken else real(config, model)
+
+    monkeypatch.setattr(execute, "build_callbacks", build_callbacks)
+    monkeypatch.setattr(grouping, "build_callbacks", build_callbacks)
+    recipe_path.write_text(RECIPE.replace("hidden: [16]}", "hidden: [16], activation: tanh}"))  # tanh: stacked
+    specs = expand(load_recipe(recipe_path))
+    assert [len(g) for g in grouping.group_runs(specs)] == [4]
+    result = run_sweep(load_recipe(recipe_path), specs, tmp_path / "o", stack=True)
+    status = {(s["seed"], s["axes"]["train.optimizer.lr"]): s["status"] for s in result.summaries}
+    assert status == {(0, 0.1): "completed", (1, 0.1): "completed", (0, 0.05): "completed", (1, 0.05): "failed"}
+
+
+def test_a_stack_member_that_cannot_be_saved_is_recorded_failed_not_raised(recipe_path, tmp_path, monkeypatch):
+    from wiringlab.experiment import grouping
+
+    real = grouping.finish_run
+
+    def finish_run(spec, *args, **kwargs):
+        if spec.seed == 1 and spec.config.train.optimizer.lr == 0.1:
+            raise OSError("disk full")
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(grouping, "finish_run", finish_run)
+    recipe_path.write_text(RECIPE.replace("hidden: [16]}", "hidden: [16], activation: tanh}"))
+    result = run_sweep(load_recipe(recipe_path), expand(load_recipe(recipe_path)), tmp_path / "o", stack=True)
+    failed = [s for s in result.summaries if s["status"] == "failed"]
+    assert len(result.summaries) == 4 and len(failed) == 1 and "disk full" in failed[0]["error"]

@@ -6,7 +6,9 @@ evolution values; `MEMBER_VALUE_KEYS`) and their built models have the same stru
 (see `engine.stacking`). A group that turns out not to be stackable runs member by member,
 with the reason logged; so does, on a CPU, a group of fewer than 8 plain ReLU MLPs, which the
 fused MLP step trains faster one at a time (`_fused_alone_is_faster`). Each member still gets
-its own run folder and summary.
+its own run folder and summary. A stack that raises is trained again run by run, so one
+member's fault (its callback, its files) fails that run only, not its neighbours on every
+resume; a member whose results cannot be saved is recorded as failed.
 """
 
 from __future__ import annotations
@@ -149,8 +151,19 @@ def execute_group(specs: list[RunSpec], out_dir: Path, datasets: DatasetCache | 
                 penalties=[build_penalties(s.config, m) for s, m in zip(specs, models)],
                 on_epoch=on_epoch, run_dirs=[f.path for f in folders],
             )
-    except Exception as err:
-        return [fail_run(s, f, err, device, time.perf_counter() - start) for s, f in zip(specs, folders)]
+    except Exception as err:  # maybe one member's fault: alone, each run fails or finishes on its own
+        log.warning("the stack of %d runs (%s, ...) failed (%s: %s); training them one by one", len(specs),
+                    specs[0].run_id, type(err).__name__, err)
+        return [execute_run(s, out_dir, datasets) for s in specs]
     wall = time.perf_counter() - start
-    return [finish_run(s, f, m, r, device, wall / len(specs), stack_size=len(specs), data_source=dataset.source)
+    return [_finish_member(s, f, m, r, device, wall / len(specs), len(specs), dataset.source)
             for s, f, m, r in zip(specs, folders, models, results)]
+
+
+def _finish_member(spec: RunSpec, folder: RunFolder, model, result, device, wall: float, stack_size: int,
+                   data_source: str | None) -> dict:
+    """`finish_run` for one member; a failure to save it is that run's, recorded as failed."""
+    try:
+        return finish_run(spec, folder, model, result, device, wall, stack_size=stack_size, data_source=data_source)
+    except Exception as err:
+        return fail_run(spec, folder, err, device, wall)

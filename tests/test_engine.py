@@ -206,3 +206,20 @@ def test_a_first_n_subset_that_loses_classes_is_reported(caplog):
         to_device_data(dataset, DataConfig(name="synthetic", n_train=15, n_test=30), torch.device("cpu"))
     assert "data.n_train=15 keeps the first 15 train samples of 'ordered', which hold no sample of class 2" \
         in caplog.text and "n_test" not in caplog.text
+
+
+def test_a_float64_runs_losses_are_summed_in_float64():
+    """The loss history of a float64 run keeps float64 precision (summed in float32 it was off
+    by ~1e-7), with a last partial evaluation batch."""
+    import torch.nn.functional as F
+
+    from wiringlab.engine.trainer import evaluate
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(77, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (77,), generator=g)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).double()
+    loss, accuracy = evaluate(model, x, y, 10)
+    with torch.no_grad():
+        logits = model(x)
+    assert loss == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-13, abs=0)
+    assert accuracy == (logits.argmax(1) == y).double().mean().item()

@@ -43,8 +43,8 @@ from .callbacks import CallbackList, TrainState
 from .optim import build_optimizer, set_epoch_lr, weight_parameters
 from .precision import exact_cudnn
 from .tensors import DeviceData, iterate_batches
-from .trainer import (TrainResult, check_batchnorm_batches, diverged, evaluate, mark_diverged, optimizer_step,
-                      record_epoch)
+from .trainer import (TrainResult, check_batchnorm_batches, diverged, evaluate, loss_sum_dtype, mark_diverged,
+                      optimizer_step, record_epoch)
 
 __all__ = ["TaskData", "CyclingBatches", "lead_task", "train_multitask"]
 
@@ -118,7 +118,7 @@ def _run_epoch(model, tasks, streams, optimizer, penalties, callbacks, state, le
     model.train()
     lead = lead_task(tasks)
     device = lead.data.device
-    sums = {t.name: {"loss": torch.zeros((), device=device), "count": 0,
+    sums = {t.name: {"loss": torch.zeros((), device=device, dtype=loss_sum_dtype(t.data.x_train)), "count": 0,
                      "correct": torch.zeros((), device=device, dtype=torch.long)} for t in tasks}
     for lead_idx in iterate_batches(len(lead.data.x_train), lead.batch_size, lead_generator, device):
         callbacks.on_step_start(state)

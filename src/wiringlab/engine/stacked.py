@@ -27,7 +27,8 @@ from .precision import autocast, compiled, exact_cudnn
 from .stacked_optim import StackedOptimizer
 from .stacking import StackedMembers
 from .tensors import DeviceData
-from .trainer import TrainResult, check_batchnorm_batches, diverged, keep_epoch_record, loss_input, mark_diverged
+from .trainer import (TrainResult, check_batchnorm_batches, diverged, keep_epoch_record, loss_input, loss_sum_dtype,
+                      mark_diverged)
 
 __all__ = ["train_stacked", "stack_compatible"]
 
@@ -84,7 +85,7 @@ class _PenaltyCaller(torch.nn.Module):
 def _evaluate(stack: StackedMembers, forward, x, y, batch_size, precision):
     stack.train(False)
     M = len(stack)
-    loss_sum = torch.zeros(M, device=x.device)
+    loss_sum = torch.zeros(M, device=x.device, dtype=loss_sum_dtype(x))
     correct = torch.zeros(M, device=x.device, dtype=torch.long)
     for s in range(0, len(x), batch_size):
         with autocast(precision, x.device):
@@ -114,7 +115,7 @@ def _probe_loss(stack, data, precision, l1, penalties) -> torch.Tensor:
 def _run_epoch(stack, forward, data, cfg, opt, l1, penalties, cbs, states, gens):
     M, n = len(stack), len(data.x_train)
     orders = torch.stack([torch.randperm(n, generator=g, device=data.device) for g in gens])  # (M, N)
-    loss_sum = torch.zeros(M, device=data.device)
+    loss_sum = torch.zeros(M, device=data.device, dtype=loss_sum_dtype(data.x_train))
     correct = torch.zeros(M, device=data.device, dtype=torch.long)
     for start in range(0, n, cfg.batch_size):
         idx = orders[:, start : start + cfg.batch_size]  # (M, B)

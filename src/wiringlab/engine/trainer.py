@@ -61,7 +61,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     was_training = model.training
     model.eval()
     forward = model if forward is None else forward
-    loss_sum = torch.zeros((), device=x.device)
+    loss_sum = torch.zeros((), device=x.device, dtype=loss_sum_dtype(x))
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for start in range(0, len(x), batch_size):
         with autocast(precision, x.device):
@@ -122,6 +122,12 @@ def finish_step(callbacks, state) -> None:
     """Count the step, then the callbacks' `on_step_end`."""
     state.step += 1
     callbacks.on_step_end(state)
+
+
+def loss_sum_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a run's batch losses are summed in, that of its loss (`loss_input`): float64
+    for float64 inputs, else float32; a float64 run's loss history keeps float64 precision."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def loss_input(logits: torch.Tensor) -> torch.Tensor:
@@ -192,7 +198,7 @@ def _step_function(model, forward, cfg, optimizer, penalties, callbacks, state):
 
 def _run_epoch(model, step, data, cfg, callbacks, state, generator):
     model.train()
-    loss_sum = torch.zeros((), device=data.device)
+    loss_sum = torch.zeros((), device=data.device, dtype=loss_sum_dtype(data.x_train))
     correct = torch.zeros((), device=data.device, dtype=torch.long)
     for idx in iterate_batches(len(data.x_train), cfg.batch_size, generator, data.device):
         # index_select, not x_train[idx]: the same rows, gathered ~5x faster on CPU (24 against
@@ -233,6 +239,9 @@ def train(
 
     Returns:
         A `TrainResult` with status "completed" or "diverged" and the per-epoch history.
+        Its train_loss / train_acc are running means over the epoch's batches in training
+        mode (dropout on, weights changing), not a separate pass over the training set;
+        test_loss / test_acc are an evaluation pass after the epoch.
     """
     check_batchnorm_batches(model, len(data.x_train), cfg.batch_size)
     start = time.perf_counter()

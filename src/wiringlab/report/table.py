@@ -223,13 +223,19 @@ def mixed_device_warnings(groups) -> list[str]:
     return out
 
 
-def _unfinished_by_label(recipe: dict, summaries: list[dict]) -> dict[str, str]:
-    """{label: "k not finished"} for the invocation's runs without a summary (interrupted, or
-    still running), from recipe.json's `run_ids` and `run_labels` (folders written before
-    `run_labels` existed give {})."""
+def _pending_runs(recipe: dict, summaries: list[dict]) -> list[tuple[str, str | None]]:
+    """(run id, config label) of the invocation's runs without a summary (interrupted, or still
+    running), from recipe.json's `run_ids` and `run_labels`; the label is None in folders
+    written before `run_labels` existed."""
     have = {s["run_id"] for s in summaries}
-    counts = Counter(label for run_id, label in zip(recipe.get("run_ids") or [], recipe.get("run_labels") or [])
-                     if run_id not in have)
+    run_ids = recipe.get("run_ids") or []
+    labels = recipe.get("run_labels") or [None] * len(run_ids)
+    return [(run_id, label) for run_id, label in zip(run_ids, labels) if run_id not in have]
+
+
+def _unfinished_by_label(pending: list[tuple[str, str | None]]) -> dict[str, str]:
+    """{label: "k not finished"} of `_pending_runs` ({} for folders from before `run_labels`)."""
+    counts = Counter(label for _, label in pending if label is not None)
     return {label: f"{n} not finished" for label, n in counts.items()}
 
 
@@ -240,20 +246,18 @@ def _label_order(recipe: dict, labels) -> list[str]:
     return [label for label in planned if label in labels] + [label for label in labels if label not in planned]
 
 
-def _no_comparison(recipe: dict, summaries: list[dict], baseline: str | None, groups, unfinished: dict) -> str:
-    """Why a folder's table has no comparisons ("" when it has)."""
+def _no_comparison(baseline: str | None, groups, pending: list[tuple[str, str | None]]) -> str:
+    """Why a folder's table has no comparisons ("" when it has); `pending`: `_pending_runs`."""
     if baseline is None:
         return "the folder has no runs"
     if baseline not in groups:
         return f"the baseline `{baseline}` has no finished runs yet"
     if len(groups) > 1:
         return ""
-    if unfinished:
+    if any(label is not None for _, label in pending):
         return "no config other than the baseline has finished runs yet"
-    have = {s["run_id"] for s in summaries}
-    pending = sum(run_id not in have for run_id in recipe.get("run_ids") or [])
     if pending:  # a folder from before run_labels: whose runs they are is not recorded
-        return f"only the baseline has finished runs ({pending} of the recipe's runs have not finished)"
+        return f"only the baseline has finished runs ({len(pending)} of the recipe's runs have not finished)"
     return "there is only one config"
 
 
@@ -275,7 +279,8 @@ def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTabl
     metrics = [m for m in logged if m not in NOT_COMPARED]
     planned = recipe.get("run_labels") or []
     baseline = recipe.get("baseline") or (planned[0] if planned else next(iter(groups), None))
-    unfinished = _unfinished_by_label(recipe, summaries)
+    pending = _pending_runs(recipe, summaries)
+    unfinished = _unfinished_by_label(pending)
     rows = []
     for label in _label_order(recipe, [*groups, *unfinished]):
         runs = groups.get(label, [])
@@ -285,8 +290,8 @@ def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTabl
     notes = [*notes, *[STACK_SHARE_NOTE] * any(row.stacked for row in rows)]
     if set(logged) & NOT_COMPARED:
         notes.append(PER_RUN_TEST_NOTE.format(", ".join(m for m in logged if m in NOT_COMPARED)))
-    compared = COMPARED_PRIMARY + [m for m in metrics if m not in PRIMARY_METRICS and m not in NOT_COMPARED]
-    why = _no_comparison(recipe, summaries, baseline, groups, unfinished)
+    compared = COMPARED_PRIMARY + [m for m in metrics if m not in PRIMARY_METRICS]  # metrics has no NOT_COMPARED
+    why = _no_comparison(baseline, groups, pending)
     comparisons = [] if why else _comparisons(groups, baseline, compared)
     return ResultsTables(recipe.get("name", "results"), (recipe.get("question") or "").strip(),
                          baseline if baseline in groups else None, metrics, rows, compared, comparisons,

@@ -173,6 +173,17 @@ def test_overriding_one_zip_key_runs_each_resulting_config_once_and_keeps_the_ba
     assert effective_baseline(Recipe(**_ARMS), "arms.yaml") == _ARMS["baseline"]
 
 
+@pytest.mark.parametrize(("baseline", "expected"), [("lr=0.1 batch_size=64", "lr=0.1"),
+                                                     ("lr=0.2 batch_size=64", "lr=0.2")])
+def test_overriding_one_axis_of_a_grid_keeps_the_named_baseline(baseline, expected):
+    """An overridden grid axis leaves fewer configs than written; the baseline is still the
+    written one's remaining values (it had read the wrong config, or raised IndexError)."""
+    recipe = Recipe(name="t", base={"data": {"name": "synthetic"}}, baseline=baseline,
+                    grid={"train.optimizer.lr": [0.1, 0.2], "train.batch_size": [32, 64]})
+    assert effective_baseline(recipe, "t.yaml", [parse_override("train.batch_size=16")]) == expected
+    assert effective_baseline(recipe, "t.yaml", [parse_override("train.optimizer.lr=0.3")]) == "batch_size=64"
+
+
 def test_a_baseline_that_names_no_config_is_an_error_naming_the_configs(tmp_path):
     path = _write(tmp_path, "name: t\nbase: {data: {name: synthetic}}\ngrid: {train.optimizer.lr: [0.1, 0.5]}\n"
                             "baseline: lr=0.05\n")

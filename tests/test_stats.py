@@ -111,7 +111,7 @@ def test_comparisons_against_scipy_and_holm(tables):
             c = by_key[(label, metric)]
             assert (c.test.t, c.test.p) == pytest.approx((ref.statistic, ref.pvalue))
             assert c.test.difference == pytest.approx(np.mean(ours) - np.mean(base))
-            assert (c.n, c.n_baseline, c.note) == (len(ours), 4, "")
+            assert (c.n, c.n_against, c.note) == (len(ours), 4, "")
             reference[(label, metric)] = ref.pvalue
     # Holm runs over each metric's testable rows (m = 2 per metric here), untestable rows stay NaN
     testable = [c for c in tables.comparisons if not c.note]
@@ -146,7 +146,7 @@ def test_markdown_renders_the_computed_structure(tables):
 
     text = render_markdown(tables)
     c = next(c for c in tables.comparisons if c.label == "better" and c.metric == "test_acc")
-    row = (f"| better | test_acc | {c.n} vs {c.n_baseline} | {c.test.difference:.4f} | {c.test.t:.3f} | "
+    row = (f"| better | test_acc | {c.n} vs {c.n_against} | {c.test.difference:.4f} | {c.test.t:.3f} | "
            f"{format_p(c.test.p)} | {format_p(c.p_holm)} |")
     assert row in text
     assert "| lonely | 1 | 0.7000 (n=1) |" in text and "1 diverged |" in text

@@ -9,6 +9,7 @@ A recipe file::
     zip: {train.optimizer.lr: [0.1, 0.05]}             # optional: lists advanced together
     seeds: [0, 1, 2]
     baseline: "hidden=[64]"                            # optional: label compared against
+    pairs: [["hidden=[256,256]", "hidden=[128]"]]      # optional: head-to-head comparisons
     analysis: {similarity: {across_configs: true}}     # optional: report analyses (see config.py)
 
 expands to one `RunSpec` per (grid point, zip index, seed). Every expanded config is
@@ -35,8 +36,10 @@ from .errors import ConfigError, format_validation_error, validation_problems
 from .inert import check_inert_settings
 from .layer_config import layer_config_nodes
 from .overrides import config_tree, get_dotted, parse_override, set_dotted, split_overrides
+from .recipe_checks import canonical, check_pairs, check_repeats, check_seeds, not_a_config
 
-__all__ = ["Recipe", "RunSpec", "load_recipe", "expand", "effective_baseline", "run_id", "parse_override", "set_dotted"]
+__all__ = ["Recipe", "RunSpec", "load_recipe", "expand", "effective_baseline", "effective_pairs", "run_id",
+           "parse_override", "set_dotted"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ class Recipe(StrictModel):
     zip: dict[str, list[Any]] = Field(default_factory=dict)  # dotted key -> values, paired by index
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     baseline: str | None = None  # label of the config others are compared with (default: the first)
+    # [config, against] comparisons beside the baseline's (e.g. capped vs multiply under one kernel);
+    # the report tests config − against, in the same Holm family per metric as the baseline's
+    pairs: list[tuple[str, str]] = Field(default_factory=list)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)  # report analyses (never changes a run)
 
     @field_validator("name")
@@ -147,38 +153,6 @@ def _points(recipe: Recipe, source: str) -> list[dict]:
     return [{**g, **z} for g in grid for z in zipped]
 
 
-def _check_repeats(recipe: Recipe, source: str) -> None:
-    """A value listed twice would train the same runs twice and count them as independent."""
-    for key, values in recipe.grid.items():
-        _no_repeat([_canonical(v) for v in values], f"{source}: grid: {key}")
-    rows = [_canonical(row) for row in zip(*recipe.zip.values())]
-    _no_repeat(rows, f"{source}: zip: {', '.join(recipe.zip)}: row")
-    if "seed" in recipe.grid or "seed" in recipe.zip:
-        raise ConfigError(f"{source}: seed cannot be a grid or zip axis: list the seeds under `seeds`")
-    if "seed" in recipe.base:
-        raise ConfigError(f"{source}: base: seed {recipe.base['seed']!r} would be replaced by each of `seeds`: "
-                          "list the seeds under `seeds` (or pass --seeds) instead")
-
-
-def _no_repeat(values: list[str], what: str, each: str = "each value is one config") -> None:
-    seen: dict[str, int] = {}
-    for index, value in enumerate(values):
-        if value in seen:
-            raise ConfigError(f"{what} {value} is listed twice (positions {seen[value]} and {index}): "
-                              f"{each}, so a repeat would count the same runs twice")
-        seen[value] = index
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _check_seeds(seeds: list[int], source: str) -> None:
-    if not seeds:
-        raise ConfigError(f"{source}: seeds: needs at least one seed")
-    _no_repeat([str(seed) for seed in seeds], f"{source}: seeds: seed", "each seed is one run of every config")
-
-
 def _overridden_points(recipe: Recipe, source: str, overrides) -> tuple[dict, list[dict]]:
     """The base and the axes of every config once `overrides` are applied, in the order
     of the recipe's points: an overridden axis is gone, and an override inside an axis'
@@ -186,7 +160,11 @@ def _overridden_points(recipe: Recipe, source: str, overrides) -> tuple[dict, li
     the config's label shows it."""
     recipe = recipe.model_copy(deep=True)
     base, inside = split_overrides(recipe.base, recipe.grid, recipe.zip, overrides)
-    points = _points(recipe, source)
+    return base, _patch_inside(_points(recipe, source), inside, source)
+
+
+def _patch_inside(points: list[dict], inside, source: str) -> list[dict]:
+    """`points` with each (axis, key, value) of `inside` set in the axis values that are mappings."""
     for axis, key, value in inside:
         patched = [p for p in points if isinstance(p[axis], dict)]
         if not patched:
@@ -195,7 +173,18 @@ def _overridden_points(recipe: Recipe, source: str, overrides) -> tuple[dict, li
         for point in patched:
             point[axis] = copy.deepcopy(point[axis])
             set_dotted(point[axis], key[len(axis) + 1:], value)
-    return base, points
+    return points
+
+
+def _projected_points(recipe: Recipe, source: str, overrides) -> list[dict]:
+    """Each of the recipe's points as written, as it reads once `overrides` are applied: one
+    per written point, in their order (an overridden grid axis makes several equal), so a
+    config named as written (the baseline, a pair) is found at its written index."""
+    recipe = recipe.model_copy(deep=True)
+    written = _points(recipe, source)
+    _, inside = split_overrides(recipe.base, recipe.grid, recipe.zip, overrides)
+    axes = set(recipe.grid) | set(recipe.zip)
+    return _patch_inside([{k: v for k, v in p.items() if k in axes} for p in written], inside, source)
 
 
 def _warn_replaced_mappings(base: dict, points: list[dict], source: str) -> None:
@@ -218,7 +207,7 @@ def _warn_replaced_mappings(base: dict, points: list[dict], source: str) -> None
 
 def _unique_points(points: list[dict]) -> list[dict]:
     """Points without repeats: an override of one zip key can make two rows equal."""
-    unique = list({_canonical(p): p for p in points}.values())  # a dict keeps each key's first position
+    unique = list({canonical(p): p for p in points}.values())  # a dict keeps each key's first position
     if len(unique) < len(points):
         log.warning("the overrides made %d config(s) identical to others; each distinct config is run once",
                     len(points) - len(unique))
@@ -243,9 +232,9 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
             overridden or an axis, an override applies to no config.
     """
     seeds = list(recipe.seeds if seeds is None else seeds)
-    _check_seeds(seeds, source)
+    check_seeds(seeds, source)
     base, points = _overridden_points(recipe, source, overrides)
-    _check_repeats(recipe, source)
+    check_repeats(recipe, source)
     _warn_replaced_mappings(base, points, source)
     specs, problems, labels = [], {}, []
     exact = _exact_axes(points)
@@ -277,10 +266,17 @@ def _check_distinct_configs(specs: list[RunSpec], source: str) -> None:
         digest = spec.run_id.rsplit("-", 1)[1]  # the hash of the validated config, seed included
         first = seen.setdefault(digest, spec)
         if first is not spec:
-            raise ConfigError(f"{source}: configs {_canonical(first.axes)} and {_canonical(spec.axes)} are the same "
+            raise ConfigError(f"{source}: configs {canonical(first.axes)} and {canonical(spec.axes)} are the same "
                               "run once validated: they differ only in how a number is written (1e-2 and 0.01, "
                               "32 and 32.0) or in a setting that does not change a run (train.progress, "
                               "train.tensorboard): list each value once")
+
+
+def _labels(recipe: Recipe, source: str, overrides) -> tuple[list[str], list[str]]:
+    """(label as written, label once `overrides` are applied) of every config, in one order:
+    an override that replaces an axis removes it from every label."""
+    as_written, points = _points(recipe, source), _projected_points(recipe, source, overrides)
+    return [_label(p, _exact_axes(as_written)) for p in as_written], [_label(p, _exact_axes(points)) for p in points]
 
 
 def effective_baseline(recipe: Recipe, source: str = "<recipe>", overrides=()) -> str | None:
@@ -296,14 +292,36 @@ def effective_baseline(recipe: Recipe, source: str = "<recipe>", overrides=()) -
     """
     if recipe.baseline is None:
         return None
-    as_written = _points(recipe, source)
-    exact = _exact_axes(as_written)
-    written = [_label(axes, exact) for axes in as_written]
+    written, effective = _labels(recipe, source, overrides)
     if recipe.baseline not in written:
-        raise ConfigError(f"{source}: baseline: {recipe.baseline!r} is not a config of this recipe; "
-                          f"the configs are: {'; '.join(written)}")
-    _, points = _overridden_points(recipe, source, overrides)
-    return _label(points[written.index(recipe.baseline)], _exact_axes(points))
+        raise not_a_config(source, "baseline", recipe.baseline, written)
+    return effective[written.index(recipe.baseline)]
+
+
+def effective_pairs(recipe: Recipe, source: str = "<recipe>", overrides=()) -> list[list[str]]:
+    """The recipe's `pairs` as labels once `overrides` are applied.
+
+    A pair whose two configs become one under the overrides (they differed only on an
+    overridden axis), or whose comparison becomes the baseline's or another pair's, is
+    left out with a warning that names it.
+
+    Raises:
+        ConfigError: a pair names a config the recipe does not have, one config twice,
+            the baseline, or is listed twice.
+    """
+    written, effective = _labels(recipe, source, overrides)
+    check_pairs(recipe, source, written)
+    baseline = effective[written.index(recipe.baseline or written[0])]
+    kept, seen = [], set()
+    for label, against in recipe.pairs:
+        pair = [effective[written.index(label)], effective[written.index(against)]]
+        if pair[0] == pair[1] or baseline in pair or frozenset(pair) in seen:
+            log.warning("%s: pairs: %r against %r is not compared under these overrides (it became %s)", source,
+                        label, against, "one config" if pair[0] == pair[1] else "a comparison made already")
+            continue
+        seen.add(frozenset(pair))
+        kept.append(pair)
+    return kept
 
 
 def _problem_report(source: str, problems: dict[str, list[str]], labels: list[str],
@@ -338,8 +356,9 @@ def load_recipe(path: str | Path) -> Recipe:
         recipe = Recipe.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, Recipe, str(path))) from None
-    try:  # a baseline that names no config is an error now, not a missing section of the report
+    try:  # a baseline or pair that names no config is an error now, not a missing section of the report
         effective_baseline(recipe, str(path))
+        effective_pairs(recipe, str(path))
     except ConfigError:
         expand(recipe, str(path))  # an invalid config (a mistyped grid key) is the cause to name first
         raise

@@ -22,7 +22,7 @@ from .executors import make_executor
 from .folder_lock import LOCK_NAME, folder_lock
 from .grouping import group_runs, spread_groups
 from .preflight import check_datasets, check_pending
-from .recipe import Recipe, RunSpec, effective_baseline
+from .recipe import Recipe, RunSpec, effective_baseline, effective_pairs
 from .store import RunFolder, read_json, write_json
 
 __all__ = ["SweepResult", "run_sweep", "check_datasets"]
@@ -153,6 +153,7 @@ def _locked_sweep(recipe, specs, out_dir: Path, workers, stack, executor, overri
         adopt_runs(adoptable, specs)  # after the checks: a refused command leaves the folder as it was
         write_json(out_dir / "recipe.json", {**recipe.model_dump(mode="json"),
                                              "baseline": effective_baseline(recipe, overrides=overrides),
+                                             "pairs": effective_pairs(recipe, overrides=overrides),
                                              "overrides": {key: value for key, value in overrides},
                                              "seeds_run": sorted({s.seed for s in specs}),
                                              "run_ids": [s.run_id for s in specs],

@@ -2,7 +2,8 @@
 
 What it shows, in order: the recipe's question and config, the results table (mean ±
 sample std, n, 95% t-interval), every config against the baseline (difference, Welch
-t, p, Holm-adjusted p, or why a comparison cannot be tested), each report section of
+t, p, Holm-adjusted p, or why a comparison cannot be tested), the recipe's head-to-head
+pairs the same way, each report section of
 `REPORT_SECTIONS` (its Markdown converted, its figures under it), every other figure in
 `figures/`, and provenance (versions, commit, device, wall time of each run).
 
@@ -25,8 +26,9 @@ from pathlib import Path
 import yaml
 
 from ..experiment.store import atomic_write_text
+from .comparisons import PAIRS_CAPTION
 from .markdown import markdown_to_html, render_inline
-from .table import COMPARISON_CAPTION, RESULTS_CAPTION, ResultsTables, format_number, format_p, override_settings
+from .table import RESULTS_CAPTION, ResultsTables, comparison_caption, format_number, format_p, override_settings
 
 __all__ = ["ReportSection", "FigureEmbedder", "render_report_html", "html_page", "REPORT_CSP"]
 
@@ -161,30 +163,55 @@ def _results_section(tables: ResultsTables) -> str:
             f"<tbody>{''.join(rows)}</tbody></table></div>{notes}{warnings}</section>")
 
 
-def _comparisons_section(tables: ResultsTables) -> str:
-    if not tables.comparisons:
-        why = render_inline(tables.no_comparison or "no config was compared")
-        return f'<section id="comparisons"><h2>Compared with the baseline</h2><p>No comparison: {why}.</p></section>'
-    head = "".join(f"<th>{h}</th>" for h in ["config", "metric", "n vs baseline", "difference", "Welch t", "p",
-                                             "p (Holm)", "at α = 0.05 (Holm)"])
-    rows = []
-    for c in tables.comparisons:
+def _comparison_rows(rows, with_against: bool) -> str:
+    """<tr>s of comparison rows: config, [against,] metric, n, difference, t, p, Holm, verdict."""
+    out = []
+    for c in rows:
         if c.note:
             p_cell, verdict = f'<td class="untested">{_e(c.note)}</td>', '<td class="untested">not tested</td>'
         else:
             significant = math.isfinite(c.p_holm) and c.p_holm < 0.05
             p_cell = f'<td class="num">{format_p(c.test.p)}</td>'
             verdict = '<td class="sig">different</td>' if significant else "<td>not shown different</td>"
-        rows.append(f"<tr><td>{_e(c.label)}</td><td>{_e(c.metric)}</td><td class=\"num\">{c.n} vs {c.n_baseline}"
-                    f"</td><td class=\"num\">{format_number(c.test.difference)}</td>"
-                    f"<td class=\"num\">{format_number(c.test.t, 3)}</td>{p_cell}"
-                    f"<td class=\"num\">{format_p(c.p_holm)}</td>{verdict}</tr>")
-    caption = (f"Each config minus the baseline <code>{_e(tables.baseline)}</code>. {_e(COMPARISON_CAPTION)} "
-               "A p-value needs at least 2 finite values on each side; with n = 2 or 3 per side a test "
-               "has little power, so “not shown different” is not evidence of no difference.")
+        against = f"<td>{_e(c.against)}</td>" if with_against else ""
+        out.append(f"<tr><td>{_e(c.label)}</td>{against}<td>{_e(c.metric)}</td><td class=\"num\">{c.n} vs "
+                   f"{c.n_against}</td><td class=\"num\">{format_number(c.test.difference)}</td>"
+                   f"<td class=\"num\">{format_number(c.test.t, 3)}</td>{p_cell}"
+                   f"<td class=\"num\">{format_p(c.p_holm)}</td>{verdict}</tr>")
+    return "".join(out)
+
+
+def _table(columns: list[str], body: str) -> str:
+    head = "".join(f"<th>{h}</th>" for h in columns)
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+LOW_POWER = ("A p-value needs at least 2 finite values on each side; with n = 2 or 3 per side a test "
+             "has little power, so “not shown different” is not evidence of no difference.")
+TESTED = ["difference", "Welch t", "p", "p (Holm)", "at α = 0.05 (Holm)"]
+
+
+def _comparisons_section(tables: ResultsTables) -> str:
+    if not tables.comparisons:
+        why = render_inline(tables.no_comparison or "no config was compared")
+        return f'<section id="comparisons"><h2>Compared with the baseline</h2><p>No comparison: {why}.</p></section>'
+    caption = (f"Each config minus the baseline <code>{_e(tables.baseline)}</code>. "
+               f"{_e(comparison_caption(tables))} {LOW_POWER}")
     return (f'<section id="comparisons"><h2>Compared with the baseline</h2><p class="caption">{caption}</p>'
-            f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table></div></section>")
+            f"{_table(['config', 'metric', 'n vs baseline', *TESTED], _comparison_rows(tables.comparisons, False))}"
+            "</section>")
+
+
+def _pairs_section(tables: ResultsTables) -> str:
+    """The recipe's head-to-head pairs ("" when it lists none)."""
+    if not tables.pairs and not tables.pair_notes:
+        return ""
+    parts = ['<section id="pairs"><h2>Head-to-head pairs</h2>']
+    if tables.pairs:
+        parts += [f'<p class="caption">{render_inline(PAIRS_CAPTION)} {LOW_POWER}</p>',
+                  _table(["config", "against", "metric", "n vs n", *TESTED], _comparison_rows(tables.pairs, True))]
+    parts += [f"<p><strong>Not compared.</strong> {render_inline(note)}.</p>" for note in tables.pair_notes]
+    return "".join(parts) + "</section>"
 
 
 def _analysis_section(index: int, section: ReportSection, figures: FigureEmbedder) -> str:
@@ -275,7 +302,7 @@ def render_report_html(out_dir: Path, recipe: dict, summaries: list[dict], table
                   + f") · report built {time.strftime('%Y-%m-%d %H:%M')} by wiringlab {__version__}</p>")
     header.append("<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in nav) + "</nav></header>")
     body = [*header, _recipe_section(recipe, tables, first_config), _results_section(tables),
-            _comparisons_section(tables), *analysis, other, _provenance_section(summaries)]
+            _comparisons_section(tables), _pairs_section(tables), *analysis, other, _provenance_section(summaries)]
     return html_page(f"{tables.name} — wiringlab report", "\n".join(b for b in body if b))
 
 

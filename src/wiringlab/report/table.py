@@ -2,7 +2,8 @@
 
 `compute_tables` does the statistics once (per config: mean ± sample std, n, 95%
 t-interval of every final metric; every config against the baseline: difference of
-means, Welch's t-test over seeds, Holm-adjusted p across all comparisons).
+means, Welch's t-test over seeds, Holm-adjusted p per metric; and the recipe's head-to-head
+pairs, in the same Holm families: `comparisons.py`).
 `render_markdown` writes table.md from it and `report.html` renders the same object,
 so the two can never disagree.
 """
@@ -15,12 +16,14 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from ..experiment.store import atomic_write_text, write_csv
-from .stats import Comparison, Summary, holm, summarize, welch_test
+from .comparisons import COMPARISON_CAPTION, PAIRS_CAPTION, ComparisonRow, compare_configs
+from .run_groups import completed_runs, group_by_label, metric_values, stack_trained, status_note
+from .stats import Summary, summarize
 
 __all__ = ["group_by_label", "completed_runs", "status_note", "stack_trained", "summary_rows", "write_summary_csv",
            "metric_values", "metric_names", "ConfigRow", "ComparisonRow", "mixed_device_warnings", "ResultsTables",
-           "compute_tables", "render_markdown", "render_table", "write_table", "format_number", "format_p",
-           "PRIMARY_METRICS", "STACK_SHARED_METRICS", "STACK_SHARE_NOTE"]
+           "compute_tables", "comparison_caption", "render_markdown", "render_table", "write_table", "format_number",
+           "format_p", "PRIMARY_METRICS", "STACK_SHARED_METRICS", "STACK_SHARE_NOTE"]
 
 PRIMARY_METRICS = ["test_acc", "test_loss", "train_acc", "train_loss", "best_test_acc", "wall_time_s"]
 COMPARED_PRIMARY = ["test_acc", "test_loss"]  # plus every extra metric an analysis adds, except:
@@ -55,32 +58,6 @@ def write_summary_csv(path, summaries: list[dict]) -> None:
     write_csv(path, rows, columns)
 
 
-def group_by_label(summaries: list[dict]) -> "OrderedDict[str, list[dict]]":
-    groups: OrderedDict[str, list[dict]] = OrderedDict()
-    for s in summaries:
-        groups.setdefault(s["label"], []).append(s)
-    return groups
-
-
-def completed_runs(runs: list[dict]) -> list[dict]:
-    """The runs whose status is "completed": the only ones any statistic or curve averages."""
-    return [r for r in runs if r.get("status") == "completed"]
-
-
-def stack_trained(runs: list[dict]) -> bool:
-    """True when a completed run of `runs` was trained in a stack of more than one member."""
-    return any(((r.get("provenance") or {}).get("stack_size") or 1) > 1 for r in completed_runs(runs))
-
-
-def metric_values(runs: list[dict], metric: str) -> list[float]:
-    """`metric` of every completed run (NaN where a run lacks it); other statuses are left out."""
-    out = []
-    for r in completed_runs(runs):
-        v = r.get(metric) if metric in ("best_test_acc", "wall_time_s") else r.get("final", {}).get(metric)
-        out.append(math.nan if v is None else float(v))
-    return out
-
-
 def metric_names(summaries: list[dict]) -> list[str]:
     """The primary metrics, then every other numeric final metric in first-seen order."""
     extra = OrderedDict()
@@ -111,15 +88,6 @@ def format_p(p: float | None) -> str:
     return format_number(p)
 
 
-def status_note(runs: list[dict]) -> str:
-    """What did not complete, e.g. "1 diverged, 1 failed" ("" when every run completed)."""
-    counts = OrderedDict()
-    for r in runs:
-        if r["status"] != "completed":
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
-    return ", ".join(f"{n} {status}" for status, n in counts.items())
-
-
 @dataclass(frozen=True)
 class ConfigRow:
     label: str
@@ -144,17 +112,6 @@ class ConfigRow:
 
 
 @dataclass(frozen=True)
-class ComparisonRow:
-    label: str
-    metric: str
-    n: int  # finite values of this config
-    n_baseline: int
-    test: Comparison
-    p_holm: float
-    note: str  # why there is no p-value ("" when there is one)
-
-
-@dataclass(frozen=True)
 class ResultsTables:
     name: str
     question: str
@@ -162,45 +119,14 @@ class ResultsTables:
     metrics: list[str]
     rows: list[ConfigRow]
     compared_metrics: list[str]
-    comparisons: list[ComparisonRow]  # empty when there is one config or no baseline
+    comparisons: list[ComparisonRow]  # against the baseline; empty when there is one config or no baseline
     warnings: list[str]  # what makes a row's seeds not comparable (e.g. mixed devices); usually empty
     notes: list[str] = field(default_factory=list)  # what the table leaves out, and its markers
     overrides: dict = field(default_factory=dict)  # the command line's --set/--epochs the recipe ran with
     no_comparison: str = ""  # why `comparisons` is empty ("" when it is not)
     named_baseline: str | None = None  # the baseline config, whether or not it has runs yet
-
-
-def _untestable_note(test: Comparison, n: int, n_baseline: int) -> str:
-    if n < 2 or n_baseline < 2:
-        return f"n too small to test (n = {n} vs {n_baseline}; Welch needs ≥ 2 per side)"
-    if not math.isfinite(test.p):
-        return "no variance on either side: t undefined"
-    return ""
-
-
-def _never_logs(runs: list[dict], metric: str) -> bool:
-    """Completed runs that all lack `metric` (a config without a kernel has no kernel_mean):
-    nothing to compare, unlike a config whose runs all diverged (n = 0, said so)."""
-    done = completed_runs(runs)
-    return bool(done) and not any(metric in r.get("final", {}) or metric in r for r in done)
-
-
-def _comparisons(groups, baseline: str, metrics: list[str]) -> list[ComparisonRow]:
-    raw = []
-    for label, runs in groups.items():
-        if label == baseline:
-            continue
-        for m in metrics:
-            if _never_logs(runs, m) or _never_logs(groups[baseline], m):
-                continue
-            a, b = metric_values(runs, m), metric_values(groups[baseline], m)
-            raw.append((label, m, summarize(a).n, summarize(b).n, welch_test(a, b)))
-    adjusted = {}  # one family per metric: test_acc's correction does not grow with the diagnostics logged
-    for m in metrics:
-        family = [i for i, row in enumerate(raw) if row[1] == m]
-        adjusted.update(zip(family, holm([raw[i][4].p for i in family])))
-    return [ComparisonRow(label, m, n, nb, test, adjusted[i], _untestable_note(test, n, nb))
-            for i, (label, m, n, nb, test) in enumerate(raw)]
+    pairs: list[ComparisonRow] = field(default_factory=list)  # the recipe's head-to-head pairs (recipe.json `pairs`)
+    pair_notes: list[str] = field(default_factory=list)  # pairs left out: a side without finished runs
 
 
 def _device_type(run: dict) -> str:
@@ -292,10 +218,12 @@ def compute_tables(recipe: dict, summaries: list[dict], notes=()) -> ResultsTabl
         notes.append(PER_RUN_TEST_NOTE.format(", ".join(m for m in logged if m in NOT_COMPARED)))
     compared = COMPARED_PRIMARY + [m for m in metrics if m not in PRIMARY_METRICS]  # metrics has no NOT_COMPARED
     why = _no_comparison(baseline, groups, pending)
-    comparisons = [] if why else _comparisons(groups, baseline, compared)
+    pairs = [tuple(pair) for pair in recipe.get("pairs") or []]
+    comparisons, pair_rows, pair_notes = compare_configs(groups, None if why else baseline, pairs, compared)
     return ResultsTables(recipe.get("name", "results"), (recipe.get("question") or "").strip(),
                          baseline if baseline in groups else None, metrics, rows, compared, comparisons,
-                         mixed_device_warnings(groups), notes, dict(recipe.get("overrides") or {}), why, baseline)
+                         mixed_device_warnings(groups), notes, dict(recipe.get("overrides") or {}), why, baseline,
+                         pair_rows, pair_notes)
 
 
 def override_settings(overrides: dict, code: bool = False) -> str:
@@ -306,8 +234,6 @@ def override_settings(overrides: dict, code: bool = False) -> str:
 
 RESULTS_CAPTION = ("Final-epoch metrics per config: mean ± sample std [95% t-interval] over the completed "
                    "seeds (n). Diverged or failed runs are counted apart, never averaged in.")
-COMPARISON_CAPTION = ("Difference of means, Welch's t-test over seeds, p-values Holm-corrected over the configs "
-                      "compared on each metric (one family per metric).")
 
 
 def render_markdown(tables: ResultsTables) -> str:
@@ -330,14 +256,36 @@ def render_markdown(tables: ResultsTables) -> str:
     if tables.no_comparison:
         out += ["", "## Compared with the baseline", "", f"No comparison: {tables.no_comparison}."]
     if tables.comparisons:
-        out += ["", f"## Compared with the baseline `{tables.baseline}`", "", COMPARISON_CAPTION, "",
+        out += ["", f"## Compared with the baseline `{tables.baseline}`", "", comparison_caption(tables), "",
                 "| config | metric | n vs baseline | difference vs baseline | Welch t | p | p (Holm) |",
                 "|---|---|---|---|---|---|---|"]
         for c in tables.comparisons:
             p = c.note or format_p(c.test.p)
-            out.append(f"| {c.label} | {c.metric} | {c.n} vs {c.n_baseline} | {format_number(c.test.difference)} | "
+            out.append(f"| {c.label} | {c.metric} | {c.n} vs {c.n_against} | {format_number(c.test.difference)} | "
                        f"{format_number(c.test.t, 3)} | {p} | {format_p(c.p_holm)} |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _pairs_markdown(tables)) + "\n"
+
+
+def _pairs_markdown(tables: ResultsTables) -> list[str]:
+    """table.md's head-to-head section (no lines when the recipe lists no pairs)."""
+    if not tables.pairs and not tables.pair_notes:
+        return []
+    out = ["", "## Head-to-head pairs"]
+    if tables.pairs:
+        out += ["", PAIRS_CAPTION, "", "| config | against | metric | n vs n | difference | Welch t | p | p (Holm) |",
+                "|---|---|---|---|---|---|---|---|"]
+        for c in tables.pairs:
+            out.append(f"| {c.label} | {c.against} | {c.metric} | {c.n} vs {c.n_against} | "
+                       f"{format_number(c.test.difference)} | {format_number(c.test.t, 3)} | "
+                       f"{c.note or format_p(c.test.p)} | {format_p(c.p_holm)} |")
+    for note in tables.pair_notes:
+        out += ["", f"**Not compared.** {note}."]
+    return out
+
+
+def comparison_caption(tables: ResultsTables) -> str:
+    """The baseline table's caption: what its p-values are corrected over."""
+    return COMPARISON_CAPTION + (" The family includes the head-to-head pairs below." if tables.pairs else "")
 
 
 def render_table(recipe: dict, summaries: list[dict]) -> str:

@@ -214,6 +214,9 @@ def test_labels_keep_every_digit_that_tells_two_values_apart():
     # values that 6 digits tell apart keep their 6-digit labels (and existing folders their run ids)
     kept = Recipe(name="t", base={"data": {"name": "synthetic"}}, grid={"train.optimizer.lr": [0.031622777, 0.1]})
     assert list(dict.fromkeys(s.label for s in expand(kept))) == ["lr=0.0316228", "lr=0.1"]
+    # an integer and a float that print alike (they had shared the label lr=1: one row of n = 4)
+    mixed = Recipe(name="t", base={"data": {"name": "synthetic"}}, grid={"train.optimizer.lr": [1, 1.0000001, 0.5]})
+    assert list(dict.fromkeys(s.label for s in expand(mixed))) == ["lr=1", "lr=1.0000001", "lr=0.5"]
 
 
 def test_an_axis_of_mappings_that_drops_base_keys_says_so(caplog):

@@ -124,13 +124,15 @@ def test_tables_show_pairs_and_say_which_are_not_compared_yet(tmp_path):
     assert "The family includes the head-to-head pairs below." in text
     page = render_report_html(tmp_path, recipe, _summaries(), tables, [])
     assert '<section id="pairs"><h2>Head-to-head pairs</h2>' in page and "<td>a</td><td>b</td><td>test_acc</td>" in page
+    assert '<a href="#pairs">Head-to-head</a>' in page
     assert "neither has finished runs yet" in page
 
 
-def test_without_pairs_the_report_is_as_before():
+def test_without_pairs_the_report_is_as_before(tmp_path):
     tables = compute_tables({"name": "t", "baseline": "base", "run_labels": list(ACC)}, _summaries())
     text = render_markdown(tables)
     assert tables.pairs == [] and "Head-to-head" not in text and "The family includes" not in text
+    assert "Head-to-head" not in render_report_html(tmp_path, {"name": "t"}, _summaries(), tables, [])
 
 
 def test_pairs_are_tested_even_when_the_baseline_has_no_runs_yet():
@@ -153,6 +155,18 @@ grid: {train.optimizer.lr: [0.01, 0.1, 0.5]}
 seeds: [0, 1]
 pairs: [["lr=0.5", "lr=0.1"]]
 """
+
+
+def test_a_dry_run_says_which_pairs_an_override_leaves_out(tmp_path, caplog, capsys):
+    from wiringlab.cli import main
+
+    path = tmp_path / "pairs.yaml"
+    path.write_text(SWEEP)
+    with caplog.at_level("WARNING", logger="wiringlab.experiment.recipe"):
+        assert main(["run", str(path), "--out", str(tmp_path / "out"), "--dry-run",
+                     "--set", "train.optimizer.lr=0.2"]) == 0
+    assert f"{path}: pairs: 'lr=0.5' against 'lr=0.1' is not compared under these overrides" in caplog.text
+    assert not (tmp_path / "out").exists() and "2 runs" in capsys.readouterr().out
 
 
 def test_a_sweep_records_its_pairs_and_its_report_tests_them(tmp_path):

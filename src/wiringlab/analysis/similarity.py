@@ -11,7 +11,8 @@ consecutive layers, W_0 … W_L, where layer l+1 consumes layer l's units):
   permutation P_l of B's units of layer l maximising Σ_i <a_i, (P_l B_l P_{l-1}ᵀ)_i>
   (incoming weights, plus per-unit extras such as bias and BatchNorm parameters),
   found with the Hungarian algorithm and propagated to the inputs of layer l+1;
-- `weight_similarity`: raw and aligned cosines, per layer and over all layers;
+- `weight_similarity`: raw and aligned cosines, per layer and over all layers (aligned by
+  `match_weights`, or by `weight_matching.rebasin_weights`, full Git Re-Basin);
 - `linear_cka`: linear centred kernel alignment of two representations of the same
   inputs (Kornblith et al. 2019), numerically guarded.
 
@@ -164,9 +165,10 @@ class WeightSimilarity:
     permutations: list[torch.Tensor]  # B's unit order per hidden layer
 
 
-def weight_similarity(weights_a, weights_b, extras_a=None, extras_b=None) -> WeightSimilarity:
-    """Raw cosines, then the same after `match_weights` aligned B to A (see there)."""
-    perms = match_weights(weights_a, weights_b, extras_a, extras_b)
+def weight_similarity(weights_a, weights_b, extras_a=None, extras_b=None, *, match=None) -> WeightSimilarity:
+    """Raw cosines, then the same after `match` aligned B to A: `match_weights` by default (see
+    there), or any function of the same arguments and result (`weight_matching.rebasin_weights`)."""
+    perms = (match or match_weights)(weights_a, weights_b, extras_a, extras_b)
     aligned_b = permute_chain(weights_b, perms)
     return WeightSimilarity(
         raw=[flat_cosine(a, b) for a, b in zip(weights_a, weights_b)],

@@ -4,7 +4,7 @@ folder. They never change a run, so changing them and re-running only rebuilds t
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -28,6 +28,9 @@ class SimilarityAnalysisConfig(StrictModel):
     enabled: bool = True  # pairs of seeds of the same config, whenever a config has >= 2 runs
     across_configs: bool = False  # also every pair of runs from two different configs
     test_samples: int = Field(default=1000, gt=1)  # first N test samples for CKA and permutation sensitivity
+    # how hidden units are aligned: "forward", one pass scoring incoming weights (match_weights);
+    # "full", Git Re-Basin coordinate descent over incoming and outgoing weights (rebasin_weights)
+    matching: Literal["forward", "full"] = "forward"
 
 
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]

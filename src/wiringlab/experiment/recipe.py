@@ -122,13 +122,15 @@ def _short(value: Any, exact: bool = False) -> str:
 
 
 def _exact_axes(points: list[dict]) -> set[str]:
-    """Axes whose float values 6 digits cannot tell apart (0.1234567 and 0.1234568 would both
-    read 0.123457 and be pooled as one config): their labels show floats in full. Other
-    labels keep 6 digits, so the run ids of existing results folders stay the same."""
+    """Axes whose numbers 6 digits cannot tell apart (0.1234567 and 0.1234568 would both read
+    0.123457, and 1 and 1.0000001 both 1, and be pooled as one config): their labels show
+    floats in full. Other labels keep 6 digits, so the run ids of existing results folders
+    stay the same."""
     exact = set()
     for key in dict.fromkeys(k for point in points for k in point):
-        floats = {point[key] for point in points if isinstance(point.get(key), float)}
-        if len({f"{v:g}" for v in floats}) < len(floats):
+        numbers = {canonical(v): v for v in (point.get(key) for point in points)
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if len({f"{v:g}" for v in numbers.values()}) < len(numbers):
             exact.add(key)
     return exact
 
@@ -229,7 +231,8 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
     Raises:
         ConfigError: any expanded config is invalid (every problem is listed), a grid
             value, zip row or seed is listed twice, no seed is given, `seed` is
-            overridden or an axis, an override applies to no config.
+            overridden or an axis, an override applies to no config, a pair is
+            invalid (`effective_pairs`).
     """
     seeds = list(recipe.seeds if seeds is None else seeds)
     check_seeds(seeds, source)
@@ -255,6 +258,7 @@ def expand(recipe: Recipe, source: str = "<recipe>", overrides=(), seeds=None) -
         raise ConfigError(_problem_report(source, problems, labels, [key for key, _ in overrides]))
     _check_distinct_configs(specs, source)
     check_inert_settings(specs, source, overridden=bool(overrides))
+    effective_pairs(recipe, source, overrides)  # a pair the overrides leave out is said here, dry run included
     return specs
 
 
@@ -298,26 +302,31 @@ def effective_baseline(recipe: Recipe, source: str = "<recipe>", overrides=()) -
     return effective[written.index(recipe.baseline)]
 
 
-def effective_pairs(recipe: Recipe, source: str = "<recipe>", overrides=()) -> list[list[str]]:
+def effective_pairs(recipe: Recipe, source: str = "<recipe>", overrides=(), warn: bool = True) -> list[list[str]]:
     """The recipe's `pairs` as labels once `overrides` are applied.
 
     A pair whose two configs become one under the overrides (they differed only on an
     overridden axis), or whose comparison becomes the baseline's or another pair's, is
-    left out with a warning that names it.
+    left out, with a warning that names it unless `warn` is False (`expand` has warned).
 
     Raises:
         ConfigError: a pair names a config the recipe does not have, one config twice,
-            the baseline, or is listed twice.
+            the baseline, or is listed twice; the baseline names no config.
     """
+    if not recipe.pairs:
+        return []
     written, effective = _labels(recipe, source, overrides)
+    if recipe.baseline is not None and recipe.baseline not in written:
+        raise not_a_config(source, "baseline", recipe.baseline, written)
     check_pairs(recipe, source, written)
     baseline = effective[written.index(recipe.baseline or written[0])]
     kept, seen = [], set()
     for label, against in recipe.pairs:
         pair = [effective[written.index(label)], effective[written.index(against)]]
         if pair[0] == pair[1] or baseline in pair or frozenset(pair) in seen:
-            log.warning("%s: pairs: %r against %r is not compared under these overrides (it became %s)", source,
-                        label, against, "one config" if pair[0] == pair[1] else "a comparison made already")
+            say = log.warning if warn else log.debug
+            say("%s: pairs: %r against %r is not compared under these overrides (it became %s)", source, label,
+                against, "one config" if pair[0] == pair[1] else "a comparison made already")
             continue
         seen.add(frozenset(pair))
         kept.append(pair)

@@ -153,7 +153,7 @@ def _locked_sweep(recipe, specs, out_dir: Path, workers, stack, executor, overri
         adopt_runs(adoptable, specs)  # after the checks: a refused command leaves the folder as it was
         write_json(out_dir / "recipe.json", {**recipe.model_dump(mode="json"),
                                              "baseline": effective_baseline(recipe, overrides=overrides),
-                                             "pairs": effective_pairs(recipe, overrides=overrides),
+                                             "pairs": effective_pairs(recipe, overrides=overrides, warn=False),
                                              "overrides": {key: value for key, value in overrides},
                                              "seeds_run": sorted({s.seed for s in specs}),
                                              "run_ids": [s.run_id for s in specs],

@@ -291,6 +291,7 @@ def render_report_html(out_dir: Path, recipe: dict, summaries: list[dict], table
     sections = [s for s in sections if s.markdown.strip() or s.figures]  # ("", {}): nothing for this folder
     analysis = [_analysis_section(i, s, figures) for i, s in enumerate(sections)]
     nav = [("recipe", "Recipe"), ("results", "Results"), ("comparisons", "Comparisons")]
+    nav += [("pairs", "Head-to-head")] * bool(tables.pairs or tables.pair_notes)
     nav += [(f"section-{i}", s.name) for i, s in enumerate(sections)]
     other = _other_figures(out_dir, figures)
     nav += [("figures", "Other figures")] * bool(other) + [("provenance", "Provenance")]

@@ -7,7 +7,8 @@ config.yaml and weights.safetensors on the CPU:
 - raw cosine of the flattened effective weights, per layer (convolutions and linear
   layers, `analysis.permutation.unit_chain`) and all together;
 - the same after aligning the second run's hidden units (a convolution's channels) to the
-  first's (`wiringlab.analysis.similarity.match_weights`, Hungarian weight matching);
+  first's (`analysis.similarity.matching`: `forward`, `wiringlab.analysis.similarity.match_weights`,
+  one Hungarian pass; `full`, `wiringlab.analysis.weight_matching.rebasin_weights`);
 - linear CKA of each hidden layer's units on the first `test_samples` test inputs.
 - the same three for the pair's untrained networks (each config and seed as built): the
   level that matching and CKA reach by chance, which a trained value is to be read against.
@@ -34,7 +35,8 @@ from pydantic import ValidationError
 
 from ..analysis.permutation import (NotAChainError, PermutationSensitivity, chain_unit_extras, chain_weights,
                                     hidden_representations, permutation_sensitivity, unit_chain)
-from ..analysis.similarity import linear_cka, weight_similarity
+from ..analysis.similarity import linear_cka, match_weights, weight_similarity
+from ..analysis.weight_matching import rebasin_weights
 from ..data import DatasetError, load_dataset
 from ..engine import to_device_data
 from ..engine.tensors import capped_to_dataset
@@ -150,19 +152,26 @@ def _compare(a: _ChainState, b: _ChainState, index_a: int, index_b: int, similar
             "aligned_cos": similarity.aligned[index_a] if similarity else math.nan, "cka": cka}
 
 
-def _similarity(a: _ChainState, b: _ChainState):
+MATCHING = {"forward": (match_weights, "Hungarian weight matching, layer by layer in one forward pass, scoring "
+                                       "each unit's incoming weights and propagated to the next layer's inputs"),
+            "full": (rebasin_weights, "full Git Re-Basin weight matching: from the forward pass, each layer's "
+                                      "units re-matched on incoming and outgoing weights until no permutation "
+                                      "changes")}
+
+
+def _similarity(a: _ChainState, b: _ChainState, match):
     if not _same_shapes(a.weights, b.weights):
         return None
     extras = (a.extras, b.extras) if _same_shapes(a.extras, b.extras) else (None, None)
-    return weight_similarity(a.weights, b.weights, *extras)
+    return weight_similarity(a.weights, b.weights, *extras, match=match)
 
 
-def _pair_rows(group: str, a: _RunView, b: _RunView) -> list[dict]:
+def _pair_rows(group: str, a: _RunView, b: _RunView, match) -> list[dict]:
     """One row per layer name both runs have (a LeNet and an MLP share their linear layers'
     names, not their positions), and one for all layers; trained and at init."""
     base = {"group": group, "run_a": a.summary["run_id"], "run_b": b.summary["run_id"],
             "seed_a": a.summary["seed"], "seed_b": b.summary["seed"]}
-    trained, init = _similarity(a.trained, b.trained), _similarity(a.init, b.init)
+    trained, init = _similarity(a.trained, b.trained, match), _similarity(a.init, b.init, match)
     same = _same_inputs(a, b)
     rows = []
     for index_a, name in enumerate(a.layer_names):
@@ -221,11 +230,11 @@ def _layer_note(views) -> str:
     return note
 
 
-def _markdown(pair_rows: list[dict], run_rows: list[dict], samples: str, layer_note: str) -> str:
+def _markdown(pair_rows: list[dict], run_rows: list[dict], samples: str, layer_note: str, matching: str) -> str:
     lines = ["", "## Similarity across seeds", "",
              "Raw: cosine of two runs' flattened effective weights. Aligned: the same after matching the "
-             "second run's hidden units to the first's (Hungarian weight matching, layer by layer, "
-             "propagated to the next layer's inputs). CKA: linear CKA of the layer's units (post-activation) "
+             f"second run's hidden units to the first's ({MATCHING[matching][1]}; "
+             f"`analysis.similarity.matching: {matching}`). CKA: linear CKA of the layer's units (post-activation) "
              f"on the first {samples} test samples. At init: the same pairs' networks as their config and seeds "
              "build them, untrained: what matching and CKA reach by chance for this architecture (more units give "
              "the matching more candidates). Mean ± sample std over pairs of runs (n pairs); "
@@ -270,7 +279,9 @@ def similarity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tu
     except (DatasetError, NotAChainError, ValidationError) as err:  # e.g. a config from an older version
         log.warning("similarity across seeds not computed: %s", err)
         return f"\n## Similarity across seeds\n\nNot computed: {err}\n", {}
-    pair_rows = [row for group, a, b in pairs for row in _pair_rows(group, views[a["run_id"]], views[b["run_id"]])]
+    match = MATCHING[config.matching][0]
+    pair_rows = [row for group, a, b in pairs
+                 for row in _pair_rows(group, views[a["run_id"]], views[b["run_id"]], match)]
     run_rows = [row for view in views.values() for row in _sensitivity_rows(view)]
     paths = {"similarity_csv": out_dir / "similarity.csv",
              "permutation_sensitivity_csv": out_dir / "permutation_sensitivity.csv"}
@@ -281,4 +292,4 @@ def similarity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tu
     if any(not _same_inputs(views[a["run_id"]], views[b["run_id"]]) for _, a, b in pairs):
         note += (" CKA is – for pairs whose configs test on different samples (another dataset, options or test "
                  "split): it compares two networks' responses to the same inputs.")
-    return _markdown(pair_rows, run_rows, samples, note), paths
+    return _markdown(pair_rows, run_rows, samples, note, config.matching), paths

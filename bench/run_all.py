@@ -7,7 +7,7 @@ Run: python bench/run_all.py [--quick] [--only NAME ...] [--device cuda]
     recipe then runs 2 epochs on 10,000 Fashion-MNIST images.
     --device cuda: the GPU figures of issue 8 in one command — the benchmarks that take a
     device, on it (stacked members at M = 16, the GPU target); the CPU-only ones
-    (throughput's DataLoader baseline, the CSR kernels' CPU targets, snapshots) are
+    (throughput's DataLoader baseline, the CSR kernels' CPU targets, snapshots, weight matching) are
     skipped and named.
 """
 
@@ -30,6 +30,7 @@ BENCHMARKS = {
     "sparse_step": ([], ["--steps", "10", "--rounds", "2"]),
     "sparse_scale": ([], ["--size", "4000"]),
     "snapshots": ([], ["--samples", "3000", "--epochs", "2", "--rounds", "2"]),
+    "weight_matching": ([], ["--rounds", "1"]),
     "end_to_end": ([], ["--epochs", "2", "--n-train", "10000"]),
 }
 # the benchmarks that take --device, and what they add on a GPU

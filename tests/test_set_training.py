@@ -217,3 +217,25 @@ def test_gradient_regrowth_captures_the_last_batch_of_each_evolving_epoch():
             callback.on_step_end(None)
             callback._capture = None
     assert captured == [5, 11]  # the third step of epochs 2 and 4
+
+
+@pytest.mark.parametrize(("compile_mode", "csr_threshold", "refused"), [
+    ("default", None, True),  # masked dense: its gradient hooks would be skipped by the compiled model
+    ("off", None, False),
+    ("default", 0.5, False),  # CSR at 75% sparsity: its product runs outside the compiled graph
+])
+def test_gradient_regrowth_under_torch_compile_is_refused_where_it_cannot_see_the_gradient(compile_mode, csr_threshold,
+                                                                                            refused):
+    from wiringlab.experiment.execute import build_callbacks, build_run_model
+
+    config = RunConfig.model_validate({
+        "data": {"name": "synthetic", "options": {"input_shape": [1, 8, 8]}},
+        "model": {"hidden": [32], "layer": {"type": "sparse", "density": 0.25, "csr_threshold": csr_threshold}},
+        "train": {"compile": compile_mode}, "evolution": {"zeta": 0.3, "regrow": "gradient"}})
+    model = build_run_model(config, (1, 8, 8), 10, torch.device("cpu"))
+    if refused:
+        with pytest.raises(ConfigError, match=r"regrow=gradient with train.compile=default: .*1 masked-dense sparse "
+                                              r"layer\(s\).*set train.compile=off, or store those layers in CSR"):
+            build_callbacks(config, model)
+    else:
+        assert any(isinstance(c, SETCallback) for c in build_callbacks(config, model))

@@ -127,6 +127,12 @@ def _cmd_datasets(args) -> int:
     elif args.action == "info":
         print(data.describe_dataset(args.name, path=args.path))
     elif args.action == "fetch":
+        if args.path is not None:  # fetch fills the user cache; a folder of one's own is read, not filled
+            from .data.sources import user_cache_dir
+
+            raise data.DatasetError(f"datasets fetch takes no --path: it downloads into the user cache "
+                                    f"({user_cache_dir()}); to check a folder of your own, run "
+                                    f"`wiringlab datasets info {args.name} --path {args.path}`")
         print(data.fetch_dataset(args.name))
     return 0
 

@@ -65,6 +65,8 @@ def _find_local(spec: DatasetSpec, places: list[Place], keep_content: bool = Tru
     seen: dict[Place, list[FileCheck]] = {}
     for place in places:
         seen[place] = []
+        if place.label == "user cache" and place.folder.is_dir():
+            sources.remove_stale_downloads(place.folder)  # a killed download's partial file, at once
         for fspec in spec.files:
             if fspec.role in found:
                 continue
@@ -74,7 +76,7 @@ def _find_local(spec: DatasetSpec, places: list[Place], keep_content: bool = Tru
                 found[fspec.role] = check
             elif check.status != "missing" and repair_cache and place.label == "user cache":
                 logger.warning("%s: %s; deleting it to download it again", spec.name, check.describe())
-                check.path.unlink()
+                _delete_from_cache(check.path)
             elif check.status != "missing":
                 raise check.error()
     return found, seen
@@ -96,15 +98,29 @@ def _download_missing(spec: DatasetSpec, missing: list[FileSpec], downloader: An
     return result
 
 
+def _delete_from_cache(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise DatasetError(f"cannot delete {path} from the user cache to download it again ({exc}); delete it "
+                           f"yourself, or set {sources.CACHE_ENV} to a writable folder") from exc
+
+
 def _no_such_folder(path: PathLike | None) -> bool:
     return path is not None and not Path(path).expanduser().is_dir()
+
+
+def _missing_folder_text(path: PathLike) -> str:
+    """How a `path` that is not a folder is described: a file given for its folder is said so."""
+    return "is a file, not the folder that holds the files" if Path(path).expanduser().is_file() else "does not exist"
 
 
 def _check_explicit_path(spec: DatasetSpec, path: PathLike | None) -> None:
     """An explicit folder that does not exist is a mistake (a typo, an unmounted disk), not a
     reason to look elsewhere quietly."""
     if _no_such_folder(path):
-        raise DatasetNotFoundError(f"{spec.title} ({spec.name}): the folder given as path, {path}, does not exist; "
+        raise DatasetNotFoundError(f"{spec.title} ({spec.name}): the folder given as path, {path}, "
+                                   f"{_missing_folder_text(path)}; "
                                    f"give the folder that holds the files (or <it>/{spec.name}/), or no path to use "
                                    f"the lookup order (run `wiringlab datasets info {spec.name}`)")
 
@@ -240,7 +256,7 @@ def _describe_places(spec: DatasetSpec, path: PathLike | None) -> list[str]:
     if path is None:
         lines.append("  - explicit path: none given")
     elif _no_such_folder(path):
-        lines.append(f"  - explicit path {path}: does not exist (loading with it fails)")
+        lines.append(f"  - explicit path {path}: {_missing_folder_text(path)} (loading with it fails)")
     if not os.environ.get(sources.DATA_ENV):
         lines.append(f"  - ${sources.DATA_ENV}: not set")
     checks = {place: [sources.check_file(place.folder, fspec) for fspec in spec.files] for place in places}
@@ -251,7 +267,7 @@ def _describe_places(spec: DatasetSpec, path: PathLike | None) -> list[str]:
     state = f"off ({sources.OFFLINE_ENV} is set)" if offline else "allowed, into the user cache"
     lines.append(f"  - download: {state}; mirrors: {', '.join(spec.mirrors) or 'none'}")
     if _no_such_folder(path):
-        return lines + [f"Loading now fails: the folder given as path, {path}, does not exist"]
+        return lines + [f"Loading now fails: the folder given as path, {path}, {_missing_folder_text(path)}"]
     return lines + [_load_outcome(spec, places, checks, offline)]
 
 

@@ -237,7 +237,9 @@ def resolve_options(spec: DatasetSpec, options: Mapping[str, Any]) -> dict[str, 
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         allowed = ", ".join(f"{k} (default {v!r})" for k, v in spec.options.items()) or "none"
+        hint = " (split sizes are not dataset options: set data.n_train / data.n_test)" \
+            if set(unknown) & {"n_train", "n_test"} else ""
         raise DatasetOptionError(
-            f"dataset {spec.name!r} has no option {', '.join(unknown)}; allowed options: {allowed}"
+            f"dataset {spec.name!r} has no option {', '.join(unknown)}; allowed options: {allowed}{hint}"
         )
     return {**spec.options, **options}

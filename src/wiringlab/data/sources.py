@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -164,8 +165,8 @@ class FileCheck:
     def error(self) -> DataIntegrityError:
         """The error to raise for a mismatched or unreadable file."""
         if self.found.startswith(READ_ERROR):
-            return DataIntegrityError(f"{self.path} could not be read: {self.found}. Check the file and its "
-                                      "permissions, or delete it so that another copy is looked for.")
+            return DataIntegrityError(f"{self.path} could not be read: {self.found}. Check the file, its folder "
+                                      "and their permissions, or delete it so that another copy is looked for.")
         cache = user_cache_dir()
         fix = (f"Delete it and run `wiringlab datasets fetch {self.path.parent.name}` (a download of ours)"
                if self.path.parent.parent == cache else
@@ -197,8 +198,10 @@ def verify_path(path: Path, fspec: FileSpec, keep_content: bool = False) -> File
         expected = f"sha256:{fspec.sha256.lower()}"
         try:
             digest, data = content_sha256(path)
-        except DataFormatError as exc:
-            return FileCheck(fspec, path, "unreadable", expected, f"unreadable content ({exc})")
+        except DataFormatError as exc:  # the found hash is then the file's own, as stored
+            own = file_digest(path, "sha256")
+            return FileCheck(fspec, path, "unreadable", expected,
+                             f"content that cannot be read ({exc}); the file's own sha256:{own}")
         except OSError as exc:  # the read itself failed (I/O error, permissions)
             return FileCheck(fspec, path, "unreadable", expected, f"{READ_ERROR} ({exc})")
         status = "ok" if digest == fspec.sha256.lower() else "mismatch"
@@ -229,7 +232,12 @@ def check_file(folder: Path, fspec: FileSpec, keep_content: bool = False) -> Fil
     first_bad = None
     for candidate in fspec.candidates:
         path = folder / candidate
-        if path.is_file():
+        try:
+            present = path.is_file()
+        except OSError as exc:  # a folder that cannot be searched (permissions): said, not a traceback
+            first_bad = first_bad or FileCheck(fspec, path, "unreadable", _expected(fspec), f"{READ_ERROR} ({exc})")
+            continue
+        if present:
             check = verify_path(path, fspec, keep_content)
             if check.status == "ok":
                 if first_bad is not None:
@@ -237,6 +245,11 @@ def check_file(folder: Path, fspec: FileSpec, keep_content: bool = False) -> Fil
                 return check
             first_bad = first_bad or check
     return first_bad or FileCheck(fspec, None, "missing")
+
+
+def _expected(fspec: FileSpec) -> str:
+    """The hash a file of `fspec` is checked against, as FileCheck.expected writes it."""
+    return f"sha256:{fspec.sha256.lower()}" if fspec.sha256 is not None else str(fspec.archive_hash)
 
 
 def _verify_download(path: Path, fspec: FileSpec) -> FileCheck:
@@ -293,13 +306,13 @@ def download_file(
     except OSError as exc:
         raise DatasetError(f"cannot create the download folder {dest_dir} ({exc}); set {CACHE_ENV} to a "
                            "writable folder, or put the files where the lookup finds them") from exc
-    _remove_stale_downloads(dest_dir)
+    remove_stale_downloads(dest_dir)
     failures: list[str] = []
     bad: list[FileCheck] = []
     for mirror in mirrors:
         url = mirror + fspec.archive
         logger.info("downloading %s", url)
-        with tempfile.TemporaryDirectory(prefix=".download-", dir=dest_dir) as staging:
+        with _staging_folder(dest_dir) as staging:
             try:
                 check = _try_mirror(url, fspec, Path(staging), downloader)
             except Exception as exc:  # noqa: BLE001 - downloaders raise anything (requests, OSError, ...)
@@ -323,17 +336,46 @@ def download_file(
 
 
 STALE_DOWNLOAD_S = 3600.0  # a staging folder untouched this long belongs to a download that was killed
+STAGING_PREFIX = ".download-"
 
 
-def _remove_stale_downloads(dest_dir: Path) -> None:
+def _staging_folder(dest_dir: Path) -> tempfile.TemporaryDirectory:
+    """A temporary folder in `dest_dir` named after this process and host
+    (`.download-<pid>@<host>-…`), so a later lookup can tell a killed download's folder."""
+    try:
+        return tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}@{socket.gethostname()}-",
+                                           dir=dest_dir)
+    except OSError as exc:
+        raise DatasetError(f"cannot write to the download folder {dest_dir} ({exc}); set {CACHE_ENV} to a "
+                           "writable folder, or put the files where the lookup finds them") from exc
+
+
+def _owner_is_gone(staging: Path) -> bool:
+    """The folder's download ran on this host in a process that no longer exists. A folder of
+    another host, or of an older version (no pid in its name), cannot be told: False."""
+    owner, _, rest = staging.name[len(STAGING_PREFIX):].partition("@")
+    if not rest or not owner.isdigit() or rest.rsplit("-", 1)[0] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(owner), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's live process
+        return False
+    return False
+
+
+def remove_stale_downloads(dest_dir: Path) -> None:
     """Delete staging folders of downloads killed before they could clean up (SIGKILL, a
-    power cut): up to an archive's size each. A folder written to within the last hour may
-    be another process's download in progress, and is left alone."""
+    power cut): up to an archive's size each. Run before a download and on every lookup of
+    the cache. A folder whose process on this host is gone goes at once; any other written to
+    within the last hour may be a download in progress (on another host sharing the cache),
+    and is left alone."""
     now = time.time()
-    for staging in dest_dir.glob(".download-*"):
+    for staging in dest_dir.glob(f"{STAGING_PREFIX}*"):
         with contextlib.suppress(OSError):  # gone meanwhile, or not ours to delete
             newest = max([staging.stat().st_mtime, *(f.stat().st_mtime for f in staging.rglob("*"))])
-            if now - newest > STALE_DOWNLOAD_S:
+            if _owner_is_gone(staging) or now - newest > STALE_DOWNLOAD_S:
                 shutil.rmtree(staging)
                 logger.info("removed %s, left by an interrupted download", staging)
 

@@ -21,6 +21,7 @@ from ..init import init_parameters_
 from ..layers import effective_weight
 from ..models import build_model, linear_layers, named_weight_layers
 from ..seeding import make_generator
+from .errors import ConfigError
 from .layer_config import layer_config_nodes
 from .locality_hooks import locality_penalties
 from .provenance import provenance
@@ -93,12 +94,27 @@ def build_callbacks(config, model) -> list:
 
     callbacks = [*spatial_callbacks(config, model)]
     if config.evolution is not None:
+        _check_gradient_regrowth_eager(config, sparse_layers(model))
         callbacks.append(SETCallback(sparse_layers(model), config.evolution))
     named_sparse = [(f"linear{i}", layer) for i, layer in enumerate(linear_layers(model))
                     if isinstance(layer, SparseLinear)]
     if named_sparse:
         callbacks.append(TopologyLogger(named_sparse))
     return [*callbacks, *_snapshot_callbacks(config, model)]  # snapshots see the final state
+
+
+def _check_gradient_regrowth_eager(config, layers) -> None:
+    """`regrow: gradient` reads a masked-dense layer's dense gradient through forward hooks added
+    at an epoch's last step; torch.compile skips hooks added after it compiled the model, so the
+    gradient would never arrive (a CSR layer's product runs outside the compiled graph: it works)."""
+    from ..layers.sparse_csr import CSRSparseLinear
+
+    masked = [layer for layer in layers if not isinstance(layer, CSRSparseLinear)]
+    if config.evolution.regrow == "gradient" and config.train.compile != "off" and masked:
+        raise ConfigError(f"evolution.regrow=gradient with train.compile={config.train.compile}: the dense gradient "
+                          f"of {len(masked)} masked-dense sparse layer(s) is read through hooks that torch.compile "
+                          "skips; set train.compile=off, or store those layers in CSR (model.layer.csr_threshold at "
+                          "or below their sparsity)")
 
 
 def _snapshot_callbacks(config, model) -> list:

@@ -9,8 +9,15 @@ A spatial prior needs a place for every input and output unit of a layer. Two la
   most square grid that holds them (`grid_shape`), the last row possibly part-filled.
   Coordinates are scaled by the longest side so positions lie in [0, 1]² and the
   grid's aspect ratio is kept. An input's shorter side is centred in [0, 1] (a signal,
-  1 × L, lies on the row y = 0.5), since the outputs fill the square: top and bottom
-  outputs are equally far from it.
+  1 × L, lies on the row y = 0.5).
+
+Pitfall: units on a grid with fewer rows than columns (128 → 11 × 12, 84 → 9 × 10, 2 →
+1 × 2; not the square 256 or 64) are top-aligned, covering y ∈ [0, (rows−1)/(cols−1)], not
+centred. With image inputs the top pixel rows then lie nearer the outputs than the bottom
+ones: for 128 hidden units on a 28 × 28 image, the exponential kernel's mass per pixel row is
+44.8 at the top and 38.5 at the bottom (16% more); left and right are symmetric. Centring
+them would change the locality recipe's kernels (hidden [120, 84]) and its measured
+numbers, so it is left as is and said here; the default `line` layout is not affected.
 
 Distances are Euclidean (default) or L1, computed exactly (no ``cdist`` matmul
 shortcut, so a unit's distance to its own position is exactly 0), in float64, and by

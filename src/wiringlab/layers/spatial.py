@@ -20,7 +20,10 @@ Pitfalls: K is a buffer, so ``model.to(device)`` moves it and ``state_dict`` sav
 shuffle permutation are non-persistent buffers rebuilt by the constructor. Built on the
 meta device, the layer computes its buffers on the CPU and holds them until `to_empty`
 materialises it (then they are in place, as after a normal construction; the weights
-still need `reset_parameters` or a state_dict, as for `nn.Linear`).
+still need `reset_parameters` or a state_dict, as for `nn.Linear`). In normalized mode a
+row of W that is exactly zero has no direction: `F.normalize` divides it by eps = 1e-12, so
+its gradient is ~1e11 and one SGD step throws the row to norm ~1e10, after which its
+direction barely moves (measured; init never gives a zero row, a loaded or hand-set one can).
 """
 
 from __future__ import annotations

@@ -268,3 +268,21 @@ def test_full_matching_is_what_the_recipe_asks_for(twins, tmp_path):
     assert float(_row(rows, {0, 1}, "all")["aligned_cos"]) == pytest.approx(1.0, abs=1e-6)  # the copy still aligns
     assert "`analysis.similarity.matching: full`" in (out / "table.md").read_text()
     assert "`analysis.similarity.matching: forward`" in (runs[0].path.parent.parent / "table.md").read_text()
+
+
+def test_runs_without_weights_are_named_and_a_missing_config_is_said_not_raised(twins, tmp_path):
+    import shutil
+
+    _, runs, _ = twins
+    out = tmp_path / "damaged"
+    shutil.copytree(runs[0].path.parent.parent, out)
+    (next((out / "runs").glob("*s2-*")) / "weights.safetensors").unlink()
+    build_report(out)
+    table = (out / "table.md").read_text()
+    assert "1 completed run(s) have no weights.safetensors and are left out" in table
+    (next((out / "runs").glob("*s1-*")) / "config.yaml").unlink()
+    build_report(out)  # raised FileNotFoundError before, leaving table.md and report.html stale
+    table = (out / "table.md").read_text()
+    assert "Not computed: [Errno 2] No such file or directory" in table  # similarity
+    assert "Not computed: a run's file is missing" in table  # a section that reads config.yaml (locality)
+    assert "Results" in (out / "report.html").read_text()

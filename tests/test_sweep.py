@@ -313,3 +313,24 @@ def test_a_stack_member_that_cannot_be_saved_is_recorded_failed_not_raised(recip
     result = run_sweep(load_recipe(recipe_path), expand(load_recipe(recipe_path)), tmp_path / "o", stack=True)
     failed = [s for s in result.summaries if s["status"] == "failed"]
     assert len(result.summaries) == 4 and len(failed) == 1 and "disk full" in failed[0]["error"]
+
+
+def test_a_dead_worker_fails_only_the_runs_of_its_group_that_had_not_finished(recipe_path, tmp_path):
+    """A pool worker killed (OOM) mid-group: members it had finished keep their summaries (they
+    were overwritten as failed and trained again on the next run)."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from wiringlab.experiment.executors import PoolExecutor
+    from wiringlab.experiment.store import RunFolder
+
+    specs = expand(load_recipe(recipe_path), str(recipe_path))[:2]
+    done = {"run_id": specs[0].run_id, "label": specs[0].label, "seed": specs[0].seed, "status": "completed",
+            "final": {"test_acc": 0.5}}
+    RunFolder(tmp_path / "runs" / specs[0].run_id).write_summary(done)
+    future = Future()
+    future.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
+    (result,) = list(PoolExecutor._collect({future: (specs, 0.0)}, tmp_path))
+    assert [s["status"] for s in result] == ["completed", "failed"]
+    assert RunFolder(tmp_path / "runs" / specs[0].run_id).read_summary()["status"] == "completed"
+    assert "BrokenProcessPool" in RunFolder(tmp_path / "runs" / specs[1].run_id).read_summary()["error"]

@@ -5,6 +5,7 @@ receives only plain JSON, never a pickled object of the driver's.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .config import RunConfig
@@ -13,9 +14,12 @@ from .grouping import execute_group
 from .recipe import RunSpec
 from .store import RunFolder
 
+__all__ = ["Group", "spec_to_json", "spec_from_json", "run_group_json", "record_failure"]
+
+log = logging.getLogger(__name__)
+
 Group = list[RunSpec]  # runs trained together (one run, or one stack)
 
-__all__ = ["Group", "spec_to_json", "spec_from_json", "run_group_json", "record_failure"]
 
 def spec_to_json(spec: RunSpec) -> dict:
     """Everything a worker needs to run `spec`, as plain JSON (no pickled objects)."""
@@ -43,7 +47,14 @@ def run_group_json(group_json: list[dict], out_dir: str, num_threads: int | None
 
 def record_failure(spec: RunSpec, out_dir: Path, error: str, wall: float, attempts: int = 1,
                     detail: str = "") -> dict:
+    """Record `spec` as failed, unless its folder already holds a finished summary: a worker that
+    dies fails its whole group, whose members may have finished before it died (a pending run
+    had none when the sweep began, so such a summary is this sweep's own). Returns the summary kept."""
+    folder = RunFolder(Path(out_dir) / "runs" / spec.run_id)
+    if folder.finished():
+        log.info("run %s finished before its worker failed (%s): kept", spec.run_id, error)
+        return folder.read_summary()
     summary = failed_summary(spec, error, detail, wall)
     summary["attempts"] = attempts
-    RunFolder(Path(out_dir) / "runs" / spec.run_id).write_summary(summary)
+    folder.write_summary(summary)
     return summary

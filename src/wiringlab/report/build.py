@@ -79,6 +79,18 @@ def _section_name(section, markdown: str) -> str:
     return getattr(section, "__name__", type(section).__name__).strip("_").replace("_", " ").capitalize()
 
 
+def _run_section(section, out_dir: Path, recipe: dict, summaries: list[dict]) -> tuple[str, dict]:
+    """A section's (Markdown, figures); a run file it needs that is gone (deleted by hand) is said
+    in the section, not raised: the other sections, table.md and report.html are still written."""
+    try:
+        return section(out_dir, recipe, summaries)
+    except FileNotFoundError as err:
+        name = _section_name(section, "")
+        log.warning("report section %s not computed: %s", name, err)
+        return (f"\n## {name}\n\nNot computed: a run's file is missing ({err}). Restore it, or delete that run's "
+                "folder so that the next `wiringlab run` trains it again.\n", {})
+
+
 def _first_config(out_dir: Path, recipe: dict) -> str | None:
     for run_id in recipe.get("run_ids", [])[:1]:
         path = out_dir / "runs" / run_id / "config.yaml"
@@ -117,7 +129,7 @@ def build_report(out_dir: Path) -> dict[str, Path]:
     write_summary_csv(paths["summary"], summaries)
     sections = []
     for section in REPORT_SECTIONS:
-        markdown, figures = section(out_dir, recipe, summaries)
+        markdown, figures = _run_section(section, out_dir, recipe, summaries)
         sections.append(ReportSection(_section_name(section, markdown), markdown, dict(figures)))
         paths.update(figures)
     _remove_stale_outputs(out_dir, [Path(p) for p in paths.values()])  # before the page lists figures/

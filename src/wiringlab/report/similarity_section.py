@@ -276,7 +276,7 @@ def similarity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tu
     try:
         for s in usable:
             views[s["run_id"]] = _view(out_dir / "runs" / s["run_id"], s, cache, config.test_samples)
-    except (DatasetError, NotAChainError, ValidationError) as err:  # e.g. a config from an older version
+    except (DatasetError, NotAChainError, ValidationError, OSError) as err:  # an older config, a file deleted
         log.warning("similarity across seeds not computed: %s", err)
         return f"\n## Similarity across seeds\n\nNot computed: {err}\n", {}
     match = MATCHING[config.matching][0]
@@ -289,6 +289,11 @@ def similarity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tu
     write_csv(paths["permutation_sensitivity_csv"], run_rows, _RUN_COLUMNS)
     samples = "/".join(str(n) for n in sorted({v.n_samples for v in views.values()}))
     note = _layer_note(views.values())
+    unweighted = [s["run_id"] for s in summaries if s["status"] == "completed" and not s.get("multitask")
+                  and not (out_dir / "runs" / s["run_id"] / "weights.safetensors").exists()]
+    if unweighted:  # save_weights: false, or a file gone: said, not silently fewer pairs
+        note += (f" {len(unweighted)} completed run(s) have no weights.safetensors and are left out: "
+                 f"{', '.join(unweighted)}.")
     if any(not _same_inputs(views[a["run_id"]], views[b["run_id"]]) for _, a, b in pairs):
         note += (" CKA is – for pairs whose configs test on different samples (another dataset, options or test "
                  "split): it compares two networks' responses to the same inputs.")

@@ -334,3 +334,24 @@ def test_a_dead_worker_fails_only_the_runs_of_its_group_that_had_not_finished(re
     assert [s["status"] for s in result] == ["completed", "failed"]
     assert RunFolder(tmp_path / "runs" / specs[0].run_id).read_summary()["status"] == "completed"
     assert "BrokenProcessPool" in RunFolder(tmp_path / "runs" / specs[1].run_id).read_summary()["error"]
+
+
+def test_the_report_is_built_under_the_folders_lock(recipe_path, tmp_path, capsys):
+    """A second sweep started while the first builds its report is refused, instead of rewriting
+    recipe.json under it (the report was built after the lock was let go)."""
+    from wiringlab.experiment.errors import FolderBusyError
+    from wiringlab.experiment.folder_lock import folder_lock
+
+    seen = []
+
+    def during_report(folder):
+        with pytest.raises(FolderBusyError):
+            with folder_lock(folder):
+                pass
+        seen.append(folder)
+
+    recipe = load_recipe(recipe_path)
+    out = tmp_path / "locked"
+    run_sweep(recipe, expand(recipe, str(recipe_path)), out, then=during_report)
+    assert seen == [out]
+    assert main(["run", str(recipe_path), "--out", str(out)]) == 0 and "| lr=0.1 |" in capsys.readouterr().out

@@ -83,9 +83,10 @@ def _cmd_run(args) -> int:
             print(f"{'done ' if done else 'todo '} {s.run_id}  [{s.label}] seed={s.seed}{found}")
         print(f"{len(specs)} runs -> {out_dir}")
         return 0
+    built = {}
     result = run_sweep(recipe, specs, out_dir, executor=executor, workers=args.workers, overrides=overrides,
-                       stack=not args.no_stack)
-    paths = build_report(out_dir)
+                       stack=not args.no_stack, then=lambda folder: built.update(build_report(folder)))
+    paths = built
     failed = [s for s in result.summaries if s["status"] == "failed"]
     diverged = sum(s["status"] == "diverged" for s in result.summaries)
     print(f"{len(result.executed)} runs trained, {len(result.skipped)} already finished, "

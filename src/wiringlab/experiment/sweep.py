@@ -47,7 +47,7 @@ def _run_pending(groups: list[list[RunSpec]], out_dir: Path, executor) -> None:
 
 
 def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: int = 1,
-              stack: bool = True, executor=None, overrides=()) -> SweepResult:
+              stack: bool = True, executor=None, overrides=(), then=None) -> SweepResult:
     """Execute every unfinished run of `specs` and collect all summaries.
 
     Args:
@@ -61,6 +61,8 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
         executor: where groups execute (`executors.make_executor`); default from `workers`.
         overrides: the (key, value) pairs `specs` were expanded with (--set, --epochs),
             recorded in recipe.json so the report shows the recipe as run.
+        then: called with `out_dir` after the runs, still under the folder's lock (the CLI
+            builds the report there, so a second sweep cannot rewrite recipe.json under it).
 
     Returns:
         A `SweepResult`; summaries of runs that failed carry status "failed".
@@ -74,7 +76,7 @@ def run_sweep(recipe: Recipe, specs: list[RunSpec], out_dir: Path, *, workers: i
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _locked_sweep(recipe, specs, out_dir, workers, stack, executor, overrides)
+        return _locked_sweep(recipe, specs, out_dir, workers, stack, executor, overrides, then)
     except FolderBusyError:  # the folder is another sweep's now: leave it alone
         raise
     except BaseException:
@@ -137,7 +139,7 @@ def adopt_runs(found: dict[str, Path], specs: list[RunSpec]) -> None:
         log.info("run %s trained the config and seed of %s: renamed, not trained again", folder.name, run_id)
 
 
-def _locked_sweep(recipe, specs, out_dir: Path, workers, stack, executor, overrides) -> SweepResult:
+def _locked_sweep(recipe, specs, out_dir: Path, workers, stack, executor, overrides, then=None) -> SweepResult:
     with folder_lock(out_dir):
         check_same_recipe(recipe, out_dir)
         adoptable = adoptable_runs(specs, out_dir)
@@ -161,5 +163,7 @@ def _locked_sweep(recipe, specs, out_dir: Path, workers, stack, executor, overri
         if pending:
             groups = spread_groups(group_runs(pending), workers) if stack else [[s] for s in pending]
             _run_pending(groups, out_dir, executor)
+        if then is not None:
+            then(out_dir)
     summaries = [folders[s.run_id].read_summary() for s in specs]
     return SweepResult(out_dir, summaries, [s.run_id for s in pending], skipped)

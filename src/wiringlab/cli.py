@@ -83,10 +83,9 @@ def _cmd_run(args) -> int:
             print(f"{'done ' if done else 'todo '} {s.run_id}  [{s.label}] seed={s.seed}{found}")
         print(f"{len(specs)} runs -> {out_dir}")
         return 0
-    built = {}
+    paths = {}  # filled by the report, built under the folder's lock
     result = run_sweep(recipe, specs, out_dir, executor=executor, workers=args.workers, overrides=overrides,
-                       stack=not args.no_stack, then=lambda folder: built.update(build_report(folder)))
-    paths = built
+                       stack=not args.no_stack, then=lambda folder: paths.update(build_report(folder)))
     failed = [s for s in result.summaries if s["status"] == "failed"]
     diverged = sum(s["status"] == "diverged" for s in result.summaries)
     print(f"{len(result.executed)} runs trained, {len(result.skipped)} already finished, "

@@ -194,8 +194,8 @@ def verify_path(path: Path, fspec: FileSpec, keep_content: bool = False) -> File
     Returns:
         A :class:`FileCheck` with status ``"ok"``, ``"mismatch"`` or ``"unreadable"``.
     """
+    expected = _expected(fspec)
     if fspec.sha256 is not None:
-        expected = f"sha256:{fspec.sha256.lower()}"
         try:
             digest, data = content_sha256(path)
         except DataFormatError as exc:  # the found hash is then the file's own, as stored
@@ -211,9 +211,9 @@ def verify_path(path: Path, fspec: FileSpec, keep_content: bool = False) -> File
     try:
         digest = file_digest(path, algorithm)
     except OSError as exc:
-        return FileCheck(fspec, path, "unreadable", f"{algorithm}:{wanted}", f"{READ_ERROR} ({exc})")
+        return FileCheck(fspec, path, "unreadable", expected, f"{READ_ERROR} ({exc})")
     status = "ok" if digest == wanted else "mismatch"
-    return FileCheck(fspec, path, status, f"{algorithm}:{wanted}", f"{algorithm}:{digest}")
+    return FileCheck(fspec, path, status, expected, f"{algorithm}:{digest}")
 
 
 def check_file(folder: Path, fspec: FileSpec, keep_content: bool = False) -> FileCheck:
@@ -248,8 +248,11 @@ def check_file(folder: Path, fspec: FileSpec, keep_content: bool = False) -> Fil
 
 
 def _expected(fspec: FileSpec) -> str:
-    """The hash a file of `fspec` is checked against, as FileCheck.expected writes it."""
-    return f"sha256:{fspec.sha256.lower()}" if fspec.sha256 is not None else str(fspec.archive_hash)
+    """The hash a local file of `fspec` is checked against, as FileCheck.expected writes it:
+    its content's sha256 when known, else its archive's hash."""
+    if fspec.sha256 is not None:
+        return f"sha256:{fspec.sha256.lower()}"
+    return "{}:{}".format(*split_hash(fspec.archive_hash))
 
 
 def _verify_download(path: Path, fspec: FileSpec) -> FileCheck:
@@ -304,8 +307,7 @@ def download_file(
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DatasetError(f"cannot create the download folder {dest_dir} ({exc}); set {CACHE_ENV} to a "
-                           "writable folder, or put the files where the lookup finds them") from exc
+        raise _unwritable("create", dest_dir, exc) from exc
     remove_stale_downloads(dest_dir)
     failures: list[str] = []
     bad: list[FileCheck] = []
@@ -346,8 +348,12 @@ def _staging_folder(dest_dir: Path) -> tempfile.TemporaryDirectory:
         return tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}@{socket.gethostname()}-",
                                            dir=dest_dir)
     except OSError as exc:
-        raise DatasetError(f"cannot write to the download folder {dest_dir} ({exc}); set {CACHE_ENV} to a "
-                           "writable folder, or put the files where the lookup finds them") from exc
+        raise _unwritable("write to", dest_dir, exc) from exc
+
+
+def _unwritable(verb: str, dest_dir: Path, exc: OSError) -> DatasetError:
+    return DatasetError(f"cannot {verb} the download folder {dest_dir} ({exc}); set {CACHE_ENV} to a writable "
+                        "folder, or put the files where the lookup finds them")
 
 
 def _owner_is_gone(staging: Path) -> bool:

@@ -94,8 +94,9 @@ def build_callbacks(config, model) -> list:
 
     callbacks = [*spatial_callbacks(config, model)]
     if config.evolution is not None:
-        _check_gradient_regrowth_eager(config, sparse_layers(model))
-        callbacks.append(SETCallback(sparse_layers(model), config.evolution))
+        evolving = sparse_layers(model)
+        _check_gradient_regrowth_eager(config, evolving)
+        callbacks.append(SETCallback(evolving, config.evolution))
     named_sparse = [(f"linear{i}", layer) for i, layer in enumerate(linear_layers(model))
                     if isinstance(layer, SparseLinear)]
     if named_sparse:

@@ -280,7 +280,17 @@ def _labels(recipe: Recipe, source: str, overrides) -> tuple[list[str], list[str
     """(label as written, label once `overrides` are applied) of every config, in one order:
     an override that replaces an axis removes it from every label."""
     as_written, points = _points(recipe, source), _projected_points(recipe, source, overrides)
-    return [_label(p, _exact_axes(as_written)) for p in as_written], [_label(p, _exact_axes(points)) for p in points]
+    exact_written, exact = _exact_axes(as_written), _exact_axes(points)
+    return [_label(p, exact_written) for p in as_written], [_label(p, exact) for p in points]
+
+
+def _baseline_index(recipe: Recipe, source: str, written: list[str]) -> int:
+    """Where the baseline is among the configs as written (the first when none is named)."""
+    if recipe.baseline is None:
+        return 0
+    if recipe.baseline not in written:
+        raise not_a_config(source, "baseline", recipe.baseline, written)
+    return written.index(recipe.baseline)
 
 
 def effective_baseline(recipe: Recipe, source: str = "<recipe>", overrides=()) -> str | None:
@@ -297,9 +307,7 @@ def effective_baseline(recipe: Recipe, source: str = "<recipe>", overrides=()) -
     if recipe.baseline is None:
         return None
     written, effective = _labels(recipe, source, overrides)
-    if recipe.baseline not in written:
-        raise not_a_config(source, "baseline", recipe.baseline, written)
-    return effective[written.index(recipe.baseline)]
+    return effective[_baseline_index(recipe, source, written)]
 
 
 def effective_pairs(recipe: Recipe, source: str = "<recipe>", overrides=(), warn: bool = True) -> list[list[str]]:
@@ -316,10 +324,8 @@ def effective_pairs(recipe: Recipe, source: str = "<recipe>", overrides=(), warn
     if not recipe.pairs:
         return []
     written, effective = _labels(recipe, source, overrides)
-    if recipe.baseline is not None and recipe.baseline not in written:
-        raise not_a_config(source, "baseline", recipe.baseline, written)
+    baseline = effective[_baseline_index(recipe, source, written)]
     check_pairs(recipe, source, written)
-    baseline = effective[written.index(recipe.baseline or written[0])]
     kept, seen = [], set()
     for label, against in recipe.pairs:
         pair = [effective[written.index(label)], effective[written.index(against)]]

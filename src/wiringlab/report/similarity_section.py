@@ -266,8 +266,9 @@ def similarity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tu
     network is not the MLP their config's `model` describes)."""
     out_dir = Path(out_dir)
     config = AnalysisConfig.model_validate(recipe.get("analysis") or {}).similarity
-    usable = [s for s in summaries if s["status"] == "completed" and not s.get("multitask")  # other model
-              and (out_dir / "runs" / s["run_id"] / "weights.safetensors").exists()]
+    candidates = [s for s in summaries if s["status"] == "completed" and not s.get("multitask")]  # other model
+    weighted = {s["run_id"]: (out_dir / "runs" / s["run_id"] / "weights.safetensors").exists() for s in candidates}
+    usable = [s for s in candidates if weighted[s["run_id"]]]
     groups = group_by_label(usable)
     pairs = list(_pairs(groups, config.across_configs))
     if not config.enabled or not pairs:
@@ -289,8 +290,7 @@ def similarity_section(out_dir: Path, recipe: dict, summaries: list[dict]) -> tu
     write_csv(paths["permutation_sensitivity_csv"], run_rows, _RUN_COLUMNS)
     samples = "/".join(str(n) for n in sorted({v.n_samples for v in views.values()}))
     note = _layer_note(views.values())
-    unweighted = [s["run_id"] for s in summaries if s["status"] == "completed" and not s.get("multitask")
-                  and not (out_dir / "runs" / s["run_id"] / "weights.safetensors").exists()]
+    unweighted = [run_id for run_id, present in weighted.items() if not present]
     if unweighted:  # save_weights: false, or a file gone: said, not silently fewer pairs
         note += (f" {len(unweighted)} completed run(s) have no weights.safetensors and are left out: "
                  f"{', '.join(unweighted)}.")

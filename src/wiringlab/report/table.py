@@ -259,10 +259,7 @@ def render_markdown(tables: ResultsTables) -> str:
         out += ["", f"## Compared with the baseline `{tables.baseline}`", "", comparison_caption(tables), "",
                 "| config | metric | n vs baseline | difference vs baseline | Welch t | p | p (Holm) |",
                 "|---|---|---|---|---|---|---|"]
-        for c in tables.comparisons:
-            p = c.note or format_p(c.test.p)
-            out.append(f"| {c.label} | {c.metric} | {c.n} vs {c.n_against} | {format_number(c.test.difference)} | "
-                       f"{format_number(c.test.t, 3)} | {p} | {format_p(c.p_holm)} |")
+        out += [f"| {c.label} | {c.metric} | {_tested_cells(c)} |" for c in tables.comparisons]
     return "\n".join(out + _pairs_markdown(tables)) + "\n"
 
 
@@ -274,13 +271,16 @@ def _pairs_markdown(tables: ResultsTables) -> list[str]:
     if tables.pairs:
         out += ["", PAIRS_CAPTION, "", "| config | against | metric | n vs n | difference | Welch t | p | p (Holm) |",
                 "|---|---|---|---|---|---|---|---|"]
-        for c in tables.pairs:
-            out.append(f"| {c.label} | {c.against} | {c.metric} | {c.n} vs {c.n_against} | "
-                       f"{format_number(c.test.difference)} | {format_number(c.test.t, 3)} | "
-                       f"{c.note or format_p(c.test.p)} | {format_p(c.p_holm)} |")
+        out += [f"| {c.label} | {c.against} | {c.metric} | {_tested_cells(c)} |" for c in tables.pairs]
     for note in tables.pair_notes:
         out += ["", f"**Not compared.** {note}."]
     return out
+
+
+def _tested_cells(c: ComparisonRow) -> str:
+    """A comparison row's "n vs n | difference | t | p | p (Holm)" cells (p: why untested, if so)."""
+    return (f"{c.n} vs {c.n_against} | {format_number(c.test.difference)} | {format_number(c.test.t, 3)} | "
+            f"{c.note or format_p(c.test.p)} | {format_p(c.p_holm)}")
 
 
 def comparison_caption(tables: ResultsTables) -> str:
